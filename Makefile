@@ -1,0 +1,21 @@
+# Developer shortcuts; the README's two commands are the supported entry points.
+PY := uv run --frozen python
+
+.PHONY: check test lint migration schema
+
+test:
+	uv run --frozen pytest
+
+lint:
+	uv run --frozen ruff format --check .
+	uv run --frozen ruff check .
+	uv run --frozen mypy
+
+# Until the first release the schema is one migration, regenerated from the models.
+migration:
+	rm -f server/migrations/versions/0001_initial_schema.py /tmp/codeqr-migration.db
+	$(PY) -c "from alembic import command; from alembic.config import Config; c = Config(); c.set_main_option('script_location', 'server/migrations'); c.set_main_option('sqlalchemy.url', 'sqlite:////tmp/codeqr-migration.db'); command.revision(c, message='initial schema', autogenerate=True, rev_id='0001')"
+	uv run --frozen ruff format -q server/migrations/versions
+
+schema:
+	uv run --frozen strawberry export-schema server.api.schema:schema --output graphql/schema.graphql

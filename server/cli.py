@@ -1,0 +1,289 @@
+"""The ``codeqr`` command. Each ``create`` prints one JSON object on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlmodel import select
+
+from server import db
+from server.models import PLANS, ApiKey, Link, Partner, Workspace
+from server.security import new_token, token_hash
+from server.settings import get_settings
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class CommandError(Exception):
+    """A user mistake: printed as one line on stderr, exit status 2."""
+
+
+def _print(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+
+
+def _workspace(session: Any, slug: str) -> Workspace:
+    workspace = session.exec(select(Workspace).where(Workspace.slug == slug)).first()
+    if workspace is None:
+        raise CommandError(
+            f"no workspace with slug {slug!r}; create it with `codeqr workspace create {slug}`"
+        )
+    return workspace  # type: ignore[no-any-return]
+
+
+def cmd_db_upgrade(_args: argparse.Namespace) -> int:
+    db.upgrade()
+    sys.stderr.write("database is at the latest migration\n")
+    return 0
+
+
+def create_workspace(
+    slug: str,
+    name: str | None = None,
+    plan: str = "free",
+    stripe_account: str | None = None,
+) -> Workspace:
+    with db.session_scope() as session:
+        if session.exec(select(Workspace).where(Workspace.slug == slug)).first():
+            raise CommandError(f"workspace {slug!r} already exists")
+        workspace = Workspace(
+            slug=slug,
+            name=name or slug,
+            plan=plan,
+            stripe_account_id=stripe_account,
+            stripe_connected_at=db_now() if stripe_account else None,
+        )
+        session.add(workspace)
+        try:
+            session.flush()
+        except db.IntegrityError as exc:
+            raise CommandError(
+                f"Stripe account {stripe_account!r} is already linked to another workspace"
+            ) from exc
+        return workspace
+
+
+def db_now() -> Any:
+    from server.models import utcnow
+
+    return utcnow()
+
+
+def workspace_json(workspace: Workspace) -> dict[str, Any]:
+    return {
+        "id": workspace.id,
+        "slug": workspace.slug,
+        "name": workspace.name,
+        "plan": workspace.plan,
+        "reportingCurrency": workspace.reporting_currency,
+        "stripeAccount": workspace.stripe_account_id,
+    }
+
+
+def cmd_workspace_create(args: argparse.Namespace) -> int:
+    workspace = create_workspace(args.slug, args.name, args.plan, args.stripe_account)
+    _print(workspace_json(workspace))
+    return 0
+
+
+def create_api_key(slug: str) -> str:
+    token = new_token("cq_live_")
+    with db.session_scope() as session:
+        workspace = _workspace(session, slug)
+        assert workspace.id is not None
+        session.add(
+            ApiKey(
+                workspace_id=workspace.id,
+                token_hash=token_hash(token),
+                prefix=token[:12],
+            )
+        )
+    return token
+
+
+def cmd_apikey_create(args: argparse.Namespace) -> int:
+    _print({"token": create_api_key(args.workspace), "workspace": args.workspace})
+    return 0
+
+
+def create_link(
+    slug: str,
+    url: str,
+    key: str | None = None,
+    track_conversion: bool = False,
+    partner: str | None = None,
+) -> dict[str, Any]:
+    from urllib.parse import urlsplit
+
+    if urlsplit(url).scheme not in {"http", "https"} or not urlsplit(url).netloc:
+        raise CommandError(f"--url must be an absolute http(s) URL, got {url!r}")
+    settings = get_settings()
+    key = key or secrets.token_urlsafe(5).replace("-", "x").replace("_", "y")
+    with db.session_scope() as session:
+        workspace = _workspace(session, slug)
+        assert workspace.id is not None
+        partner_row = None
+        if partner:
+            partner_row = session.exec(
+                select(Partner).where(
+                    Partner.workspace_id == workspace.id, Partner.email == partner
+                )
+            ).first()
+            if partner_row is None:
+                partner_row = Partner(workspace_id=workspace.id, email=partner)
+                session.add(partner_row)
+                session.flush()
+        link = Link(
+            workspace_id=workspace.id,
+            domain=settings.short_domain,
+            key=key,
+            url=url,
+            track_conversion=track_conversion,
+            partner_id=partner_row.id if partner_row else None,
+        )
+        session.add(link)
+        try:
+            session.flush()
+        except db.IntegrityError as exc:
+            raise CommandError(
+                f"key {key!r} is already taken on {settings.short_domain}"
+            ) from exc
+        return {
+            "id": link.id,
+            "key": link.key,
+            "domain": link.domain,
+            "url": link.url,
+            "shortUrl": f"{settings.public_url.rstrip('/')}/{link.key}",
+            "trackConversion": link.track_conversion,
+            "partner": partner,
+            "workspace": slug,
+        }
+
+
+def cmd_link_create(args: argparse.Namespace) -> int:
+    _print(
+        create_link(
+            args.workspace, args.url, args.key, args.track_conversion, args.partner
+        )
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if args.demo:
+        _prepare_demo()
+    uvicorn.run(
+        "server.app:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+        access_log=False,
+        lifespan="on",
+    )
+    return 0
+
+
+def _prepare_demo() -> None:
+    """Migrate, then make sure a ``demo`` workspace (Business plan) with a link exists."""
+    db.upgrade()
+    with db.session_scope() as session:
+        exists = session.exec(select(Workspace).where(Workspace.slug == "demo")).first()
+    if exists is None:
+        create_workspace("demo", "Demo workspace", "business", "acct_1TestConnected000")
+        create_link(
+            "demo",
+            "https://example.com/pricing",
+            key="demo",
+            track_conversion=True,
+            partner="partner@example.com",
+        )
+    token = create_api_key("demo")
+    sys.stderr.write(
+        "demo workspace ready: short link /demo, Stripe account acct_1TestConnected000\n"
+        f"API key for this run: {token}\n"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codeqr", description="CodeQR Conversions")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    database = commands.add_parser("db", help="database schema").add_subparsers(
+        dest="action", required=True
+    )
+    database.add_parser("upgrade", help="apply every migration").set_defaults(
+        handler=cmd_db_upgrade
+    )
+
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--demo", action="store_true", help="migrate and create a demo workspace first"
+    )
+    serve.set_defaults(handler=cmd_serve)
+
+    workspace = commands.add_parser("workspace").add_subparsers(
+        dest="action", required=True
+    )
+    ws_create = workspace.add_parser("create", help="create a workspace")
+    ws_create.add_argument("slug")
+    ws_create.add_argument("--name")
+    ws_create.add_argument("--plan", choices=PLANS, default="free")
+    ws_create.add_argument("--stripe-account", dest="stripe_account")
+    ws_create.set_defaults(handler=cmd_workspace_create)
+
+    apikey = commands.add_parser("apikey").add_subparsers(dest="action", required=True)
+    key_create = apikey.add_parser("create", help="create an API key for a workspace")
+    key_create.add_argument("--workspace", required=True)
+    key_create.set_defaults(handler=cmd_apikey_create)
+
+    link = commands.add_parser("link").add_subparsers(dest="action", required=True)
+    link_create = link.add_parser("create", help="create a short link")
+    link_create.add_argument("--workspace", required=True)
+    link_create.add_argument("--url", required=True)
+    link_create.add_argument("--key")
+    link_create.add_argument("--track-conversion", action="store_true")
+    link_create.add_argument("--partner", metavar="EMAIL")
+    link_create.set_defaults(handler=cmd_link_create)
+
+    for module in ("oauth.cli", "stripe_app.cli"):
+        _optional_commands(module, commands)
+    return parser
+
+
+def _optional_commands(module: str, commands: Any) -> None:
+    import importlib
+
+    try:
+        add_commands = importlib.import_module(module).add_commands
+    except ModuleNotFoundError:
+        return
+    add_commands(commands)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from server.log_config import configure_logging
+
+    configure_logging(get_settings().log_level)
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except CommandError as exc:
+        sys.stderr.write(f"codeqr: error: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""Structured logging: key/value fields, one logger per module, no secrets.
+
+structlog renders stdlib records too, so library loggers (uvicorn, authlib) come out in the
+same shape. Any field whose name looks like a credential is replaced before rendering."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+_SECRET_FIELD_HINTS = (
+    "secret",
+    "token",
+    "password",
+    "signature",
+    "authorization",
+    "cookie",
+)
+
+
+def _redact(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key in list(event):
+        if any(hint in key.lower() for hint in _SECRET_FIELD_HINTS):
+            event[key] = "[redacted]"
+    return event
+
+
+def configure_logging(level: str = "INFO", json: bool = False) -> None:
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared, processor=renderer
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Authlib logs request details at DEBUG; keep it above that.
+    logging.getLogger("authlib").setLevel(max(logging.INFO, root.level))
+    # uvicorn's access log prints full paths with query strings (OAuth codes, states).
+    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    return structlog.stdlib.get_logger(name)  # type: ignore[no-any-return]

@@ -1,0 +1,51 @@
+"""Hourly counters, incremented in the transaction that records the event."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from server.models import RollupHourly
+
+
+def hour_bucket(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def bump(
+    session: Session,
+    *,
+    workspace_id: int,
+    moment: datetime,
+    livemode: bool,
+    clicks: int = 0,
+    leads: int = 0,
+    sales: int = 0,
+    sale_amount: int = 0,
+) -> None:
+    """Add to the counters of the hour holding ``moment`` (an atomic upsert)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = RollupHourly.__table__  # type: ignore[attr-defined]
+    statement = insert(table).values(
+        workspace_id=workspace_id,
+        bucket=hour_bucket(moment),
+        livemode=livemode,
+        clicks=clicks,
+        leads=leads,
+        sales=sales,
+        sale_amount=sale_amount,
+    )
+    excluded = statement.excluded
+    statement = statement.on_conflict_do_update(
+        index_elements=["workspace_id", "livemode", "bucket"],
+        set_={
+            "clicks": table.c.clicks + excluded.clicks,
+            "leads": table.c.leads + excluded.leads,
+            "sales": table.c.sales + excluded.sales,
+            "sale_amount": table.c.sale_amount + excluded.sale_amount,
+        },
+    )
+    session.execute(statement)

@@ -1,0 +1,3 @@
+from starlette.routing import BaseRoute
+
+routes: list[BaseRoute] = []  # placeholder until the webhook receiver lands
