@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from server import db
-from server.settings import get_settings, reset_settings
+from server.settings import reset_settings
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "stripe"
 WEBHOOK_SECRET = "whsec_test_" + "a" * 32
