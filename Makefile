@@ -1,7 +1,13 @@
 # Developer shortcuts; the README's two commands are the supported entry points.
 PY := uv run --frozen python
 
-.PHONY: check test lint migration schema
+.PHONY: check install test lint migration schema
+
+# Installs the locked dependencies, then runs every check and test.
+check: install lint test
+
+install:
+	uv sync --frozen
 
 test:
 	uv run --frozen pytest
