@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 16:10:06.349074
+Create Date: 2026-12-04 16:18:00.050591
 """
 
 from collections.abc import Sequence
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
+
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -316,6 +317,9 @@ def upgrade() -> None:
         ),
         sa.Column("rotated_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
         sa.Column("revoked_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column(
+            "access_revoked_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True
+        ),
         sa.ForeignKeyConstraint(
             ["code_id"],
             ["oauth_code.id"],
