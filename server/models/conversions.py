@@ -90,9 +90,11 @@ class Commission(SQLModel, table=True):
     workspace_id: int = Field(foreign_key="workspace.id")
     partner_id: int = Field(foreign_key="partner.id")
     sale_id: int = Field(foreign_key="sale.id", unique=True)
-    # Minor units of the sale's original currency; refunds reduce it pro rata.
+    # Minor units of the sale's original currency. ``amount`` is the sale net of refunds,
+    # ``earnings`` the partner's ``rate_bps`` share of it: refunds reduce both pro rata.
     earnings: int = Field(sa_column=_money())
     amount: int = Field(sa_column=_money())
+    rate_bps: int = 0
     currency: str = Field(max_length=3)
     status: str = Field(default="pending", max_length=20)
     payout_id: int | None = Field(default=None, foreign_key="payout.id")

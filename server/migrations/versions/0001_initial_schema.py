@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 16:18:00.050591
+Create Date: 2026-12-04 16:19:32.857277
 """
 
 from collections.abc import Sequence
@@ -552,6 +552,7 @@ def upgrade() -> None:
         sa.Column("sale_id", sa.Integer(), nullable=False),
         sa.Column("earnings", sa.BigInteger(), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("rate_bps", sa.Integer(), nullable=False),
         sa.Column(
             "currency", sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False
         ),
