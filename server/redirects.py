@@ -1,3 +1,302 @@
-from starlette.routing import BaseRoute
+"""``GET /{key}``: the short-link redirect, the hottest path of the service.
 
-routes: list[BaseRoute] = []  # placeholder until the redirect route lands
+The link is found by (domain, key): the domain is the request's Host without its port,
+lowercased, so a link created for another domain is not served here. Look-ups go through
+an in-process LRU cache with a short TTL (negative answers too), so most redirects read no
+database at all. A counted click gets a random id, is handed to the batched click writer
+(:mod:`server.clicks`) and only then answered, so every 302 carrying a click id stands for a
+click that will be written. HEAD requests and self-declared bots are redirected without
+being counted and without a click id.
+
+The endpoint is a plain ASGI callable (no Request object, no Response class): it reads the
+six headers it needs straight from the scope, which keeps a redirect within a small multiple
+of a bare 302 route."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
+
+from server import db
+from server.clicks import PendingClick, get_click_writer
+from server.log_config import get_logger
+from server.models import Link, utcnow
+from server.useragent import classify
+
+logger = get_logger(__name__)
+
+CLICK_ID_BYTES = 16  # secrets.token_urlsafe(16): 22 URL-safe characters
+CLICK_PARAM = "cq_id"
+STRIPE_MARKER = "codeqr_client_reference_id=1"
+STRIPE_PARAM = "client_reference_id=codeqr_id_"
+COUNTRY_HEADERS = (b"cf-ipcountry", b"x-vercel-ip-country", b"x-country-code")
+
+_MAX_KEY_LENGTH = 190
+_MAX_DOMAIN_LENGTH = 253
+# What Starlette's RedirectResponse leaves unquoted in a Location header.
+_LOCATION_SAFE = ":/%#?=@[]!$&'()*+,;"
+
+_REDIRECT_HEADERS = [
+    (b"cache-control", b"no-store"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+    (b"x-robots-tag", b"noindex"),
+    (b"content-length", b"0"),
+]
+_NOT_FOUND_BODY = (
+    b"<!doctype html><html lang=en><head><meta charset=utf-8>"
+    b"<meta name=robots content=noindex><title>Link not found</title></head>"
+    b"<body><h1>Link not found</h1>"
+    b"<p>This short link does not exist or has been removed.</p></body></html>"
+)
+_NOT_FOUND_HEADERS = [
+    (b"content-type", b"text/html; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    (b"x-robots-tag", b"noindex"),
+    (b"content-length", str(len(_NOT_FOUND_BODY)).encode()),
+]
+
+
+# --- links and their cache -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CachedLink:
+    """What a redirect needs of a link. With conversion tracking, the click's Location is
+    ``tracked_prefix + click_id + tracked_suffix``, both parts computed once."""
+
+    id: int
+    workspace_id: int
+    location: str
+    track_conversion: bool
+    tracked_prefix: str
+    tracked_suffix: str
+
+    def location_for(self, click_id: str | None) -> str:
+        if click_id is None or not self.track_conversion:
+            return self.location
+        return self.tracked_prefix + click_id + self.tracked_suffix
+
+
+def build_cached_link(
+    link_id: int, workspace_id: int, url: str, track_conversion: bool
+) -> CachedLink:
+    location = quote(url, safe=_LOCATION_SAFE)
+    prefix, suffix = _tracking_template(location)
+    return CachedLink(link_id, workspace_id, location, track_conversion, prefix, suffix)
+
+
+def _tracking_template(location: str) -> tuple[str, str]:
+    """Split a destination around the click id: the Stripe Payment Links marker is
+    replaced; otherwise ``cq_id`` is appended to the query, before any fragment."""
+    base, hash_mark, fragment = location.partition("#")
+    suffix_fragment = hash_mark + fragment
+    path, _, query = base.partition("?")
+    if not urlsplit(path).path:
+        path += "/"  # https://shop.example -> https://shop.example/?cq_id=...
+    params = query.split("&") if query else []
+    if STRIPE_MARKER in params:
+        index = params.index(STRIPE_MARKER)
+        before = "&".join([*params[:index], STRIPE_PARAM])
+        after = "&".join(["", *params[index + 1 :]]) if index + 1 < len(params) else ""
+        return path + "?" + before, after + suffix_fragment
+    if not query:
+        return path + "?" + CLICK_PARAM + "=", suffix_fragment
+    joiner = "" if query.endswith("&") else "&"
+    return path + "?" + query + joiner + CLICK_PARAM + "=", suffix_fragment
+
+
+class LinkCache:
+    """A bounded LRU of link look-ups with a TTL; ``None`` (no such link) is cached too."""
+
+    def __init__(self, max_entries: int = 10_000, ttl_seconds: float = 5.0) -> None:
+        self._entries: OrderedDict[tuple[str, str], tuple[float, CachedLink | None]] = (
+            OrderedDict()
+        )
+        self._max_entries = max_entries
+        self._ttl = ttl_seconds
+        self._loading: dict[tuple[str, str], asyncio.Future[CachedLink | None]] = {}
+        self._engine: Engine | None = None
+
+    async def get(self, domain: str, key: str) -> CachedLink | None:
+        engine = db.get_engine()
+        if engine is not self._engine:
+            # Another database (tests, or settings reloaded): nothing cached still holds.
+            self._entries.clear()
+            self._engine = engine
+        cache_key = (domain, key)
+        entry = self._entries.get(cache_key)
+        now = time.monotonic()
+        if entry is not None and entry[0] > now:
+            self._entries.move_to_end(cache_key)
+            return entry[1]
+        return await self._load(cache_key)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    async def _load(self, cache_key: tuple[str, str]) -> CachedLink | None:
+        loading = self._loading.get(cache_key)
+        if loading is not None:
+            return await asyncio.shield(loading)
+        future: asyncio.Future[CachedLink | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._loading[cache_key] = future
+        try:
+            link = await run_in_threadpool(load_link, *cache_key)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # marked as retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            del self._loading[cache_key]
+        future.set_result(link)
+        self._store(cache_key, link)
+        return link
+
+    def _store(self, cache_key: tuple[str, str], link: CachedLink | None) -> None:
+        self._entries[cache_key] = (time.monotonic() + self._ttl, link)
+        self._entries.move_to_end(cache_key)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+
+def load_link(domain: str, key: str) -> CachedLink | None:
+    """Read one link from the database (runs in a worker thread)."""
+    with Session(db.get_engine()) as session:
+        row = session.exec(
+            select(Link.id, Link.workspace_id, Link.url, Link.track_conversion).where(
+                Link.domain == domain, Link.key == key
+            )
+        ).first()
+    if row is None:
+        return None
+    link_id, workspace_id, url, track_conversion = row
+    assert link_id is not None
+    return build_cached_link(link_id, workspace_id, url, track_conversion)
+
+
+# --- request parsing ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Headers:
+    host: bytes = b""
+    user_agent: bytes = b""
+    referer: bytes = b""
+    country: bytes = b""
+
+
+def _read_headers(raw: list[tuple[bytes, bytes]]) -> _Headers:
+    headers = _Headers()
+    for name, value in raw:
+        if name == b"host":
+            headers.host = value
+        elif name == b"user-agent":
+            headers.user_agent = value
+        elif name == b"referer":
+            headers.referer = value
+        elif name in COUNTRY_HEADERS and not headers.country:
+            headers.country = value
+    return headers
+
+
+def request_domain(host: bytes) -> str:
+    """The Host header without port, lowercased (IPv6 literals lose their brackets)."""
+    text = host.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1 : text.find("]")] if "]" in text else ""
+    return text.partition(":")[0]
+
+
+def referrer_host(referer: bytes) -> str | None:
+    if not referer:
+        return None
+    try:
+        host = urlsplit(referer.decode("latin-1").strip()).hostname
+    except ValueError:
+        return None
+    return host[:_MAX_DOMAIN_LENGTH] if host else None
+
+
+def country_code(value: bytes) -> str | None:
+    """Two uppercase ASCII letters, as proxies send them; anything else (and the proxies'
+    "unknown" XX) is no country."""
+    if len(value) == 2 and value.isalpha() and value.isupper() and value != b"XX":
+        return value.decode("ascii")
+    return None
+
+
+# --- the endpoint ---------------------------------------------------------------------------
+
+
+class RedirectEndpoint:
+    """ASGI endpoint of the ``/{key}`` route."""
+
+    def __init__(self, cache: LinkCache | None = None) -> None:
+        self.cache = cache or LinkCache()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key: str = scope["path_params"]["key"]
+        headers = _read_headers(scope["headers"])
+        domain = request_domain(headers.host)
+        link = None
+        if len(key) <= _MAX_KEY_LENGTH and 0 < len(domain) <= _MAX_DOMAIN_LENGTH:
+            link = await self.cache.get(domain, key)
+        if link is None:
+            await _send(send, 404, _NOT_FOUND_HEADERS, _NOT_FOUND_BODY)
+            return
+
+        click_id = await self._count(scope["method"], headers, link)
+        location = link.location_for(click_id).encode("latin-1")
+        await _send(send, 302, [(b"location", location), *_REDIRECT_HEADERS], b"")
+
+    async def _count(
+        self, method: str, headers: _Headers, link: CachedLink
+    ) -> str | None:
+        """Record a click and return its id, or None for HEAD and bots."""
+        if method != "GET":
+            return None
+        agent = classify(headers.user_agent.decode("latin-1"))
+        if agent.is_bot:
+            return None
+        click_id = secrets.token_urlsafe(CLICK_ID_BYTES)
+        click = PendingClick(
+            id=click_id,
+            workspace_id=link.workspace_id,
+            link_id=link.id,
+            timestamp=utcnow(),
+            referrer_host=referrer_host(headers.referer),
+            device=agent.device,
+            browser=agent.browser,
+            country=country_code(headers.country),
+        )
+        await get_click_writer().record(click)
+        return click_id
+
+
+async def _send(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+redirect_endpoint = RedirectEndpoint()
+
+routes: list[BaseRoute] = [
+    Route("/{key}", redirect_endpoint, methods=["GET", "HEAD"], name="redirect"),
+]
