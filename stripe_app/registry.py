@@ -7,6 +7,7 @@ valid but there is nothing for us to do, and returns normally when it is done.""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,16 +50,35 @@ class EventContext:
 Handler = Callable[[Session, EventContext], None]
 
 
-def _handlers() -> dict[str, Handler]:
-    # Filled by stripe_app.handlers (TODO(#2) until the handlers land).
+HANDLERS: dict[str, Handler] = {}
+_loaded = False
+
+
+def load_handlers() -> dict[str, Handler]:
+    """:data:`HANDLERS`, with the map of ``stripe_app.handlers`` merged in once.
+
+    Import order does not matter: when ``stripe_app.handlers`` is imported first, it
+    imports this module before its own map exists, and the merge happens at the first
+    use instead. Entries already present (a test's handler) are kept."""
+    global _loaded
+    if _loaded:
+        return HANDLERS
     try:
-        from stripe_app.handlers import HANDLERS
-    except ImportError:
-        return {}
+        module = importlib.import_module("stripe_app.handlers")
+    except ModuleNotFoundError as exc:
+        if exc.name != "stripe_app.handlers":
+            raise
+        _loaded = True  # TODO(#2): no handlers package yet
+        return HANDLERS
+    found: dict[str, Handler] | None = getattr(module, "HANDLERS", None)
+    if found is not None:
+        for event_type, handler in found.items():
+            HANDLERS.setdefault(event_type, handler)
+        _loaded = True
     return HANDLERS
 
 
-HANDLERS: dict[str, Handler] = _handlers()
+load_handlers()
 
 # Events that concern the installation itself: handled whatever the workspace's plan.
 PLAN_EXEMPT = frozenset(

@@ -1,0 +1,312 @@
+"""The webhook inbox: verified Stripe events stored by event id, then taken by workers.
+
+Every statement here is plain SQL through SQLAlchemy Core on the ``stripe_event`` table,
+written once for SQLite and PostgreSQL:
+
+- storing is ``INSERT ... ON CONFLICT (id) DO NOTHING``: a redelivery is a no-op;
+- claiming sets a lease (``locked_until``) on a batch of due events in one
+  ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``, so two workers
+  (threads, processes or hosts) never take the same event; on SQLite the same single
+  statement is atomic under the database's write lock;
+- finishing is conditional on the event still being pending, inside the transaction of
+  the handler's own writes (see :mod:`stripe_app.worker`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Insert, Table, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from server.models import InboxStatus, StripeEvent, utcnow
+
+TABLE: Table = StripeEvent.__table__  # type: ignore[attr-defined]
+REASON_MAX = 500  # the width of stripe_event.reason
+REPLAYABLE = (InboxStatus.DEAD, InboxStatus.SKIPPED)
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingEvent:
+    """The fields the receiver takes from a verified body, and the body itself."""
+
+    id: str
+    type: str
+    account: str | None
+    livemode: bool
+    created: int
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedEvent:
+    id: str
+    type: str
+    account: str | None
+    livemode: bool
+    created: int
+    payload: str
+    attempts: int
+    received_at: datetime
+
+
+def clip(reason: str) -> str:
+    return reason if len(reason) <= REASON_MAX else reason[: REASON_MAX - 1] + "…"
+
+
+# --- storing -------------------------------------------------------------------------
+
+
+@cache
+def _insert_statement(dialect: str) -> Insert:
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    statement: Insert = (
+        module.insert(TABLE)
+        .on_conflict_do_nothing(index_elements=[TABLE.c.id])
+        .returning(TABLE.c.id)  # a row back = inserted (rowcount is not reliable here)
+    )
+    return statement
+
+
+def store(engine: Engine, event: IncomingEvent, skip_reason: str | None = None) -> bool:
+    """Insert the event unless its id is already stored; True when this call stored it.
+
+    With ``skip_reason`` the event is stored as skipped (nothing will handle it)."""
+    now = utcnow()
+    row = {
+        "id": event.id,
+        "type": event.type,
+        "account": event.account,
+        "livemode": event.livemode,
+        "created": event.created,
+        "payload": event.payload,
+        "status": InboxStatus.SKIPPED if skip_reason else InboxStatus.PENDING,
+        "reason": clip(skip_reason) if skip_reason else None,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "received_at": now,
+        "processed_at": now if skip_reason else None,
+    }
+    with engine.begin() as conn:
+        inserted = conn.execute(_insert_statement(engine.dialect.name), row).first()
+    return inserted is not None
+
+
+# --- claiming ------------------------------------------------------------------------
+
+
+def claim_due(engine: Engine, limit: int, lease_seconds: float) -> list[ClaimedEvent]:
+    """Lease up to ``limit`` due pending events (oldest first) to the caller."""
+    now = utcnow()
+    due = (
+        select(TABLE.c.id)
+        .where(
+            TABLE.c.status == InboxStatus.PENDING,
+            TABLE.c.next_attempt_at <= now,
+            or_(TABLE.c.locked_until.is_(None), TABLE.c.locked_until < now),
+        )
+        .order_by(TABLE.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)  # rendered as nothing on SQLite
+    )
+    statement = (
+        update(TABLE)
+        .where(TABLE.c.id.in_(due))
+        .values(locked_until=now + timedelta(seconds=lease_seconds))
+        .returning(
+            TABLE.c.id,
+            TABLE.c.type,
+            TABLE.c.account,
+            TABLE.c.livemode,
+            TABLE.c.created,
+            TABLE.c.payload,
+            TABLE.c.attempts,
+            TABLE.c.received_at,
+        )
+    )
+    with engine.begin() as conn:
+        rows = conn.execute(statement).all()
+
+    claimed = [ClaimedEvent(*row) for row in rows]
+    # RETURNING has no order: handle events in the order Stripe created them.
+    claimed.sort(key=lambda event: (event.created, event.received_at, event.id))
+    return claimed
+
+
+def release(engine: Engine, ids: Sequence[str]) -> None:
+    """Give back leased events that were not handled (the worker is stopping)."""
+    if not ids:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            update(TABLE)
+            .where(TABLE.c.id.in_(ids), TABLE.c.status == InboxStatus.PENDING)
+            .values(locked_until=None)
+        )
+
+
+# --- finishing (inside the caller's transaction) -------------------------------------
+
+
+def lock_pending(conn: Connection, event_id: str, lease_seconds: float) -> int | None:
+    """Take the row lock of a still-pending event and renew its lease: the first write of
+    the event's transaction. Returns its attempts, or None when it is no longer pending
+    (another worker finished it after our lease ran out)."""
+    now = utcnow()
+    row = conn.execute(
+        update(TABLE)
+        .where(TABLE.c.id == event_id, TABLE.c.status == InboxStatus.PENDING)
+        .values(locked_until=now + timedelta(seconds=lease_seconds))
+        .returning(TABLE.c.attempts)
+    ).first()
+    return None if row is None else int(row[0])
+
+
+def finish(
+    conn: Connection,
+    event_id: str,
+    status: InboxStatus,
+    reason: str | None = None,
+    workspace_id: int | None = None,
+) -> bool:
+    """Mark a pending event done, skipped or dead; False when it was not pending."""
+    now = utcnow()
+    result = conn.execute(
+        update(TABLE)
+        .where(TABLE.c.id == event_id, TABLE.c.status == InboxStatus.PENDING)
+        .values(
+            status=status,
+            reason=clip(reason) if reason else None,
+            workspace_id=workspace_id,
+            processed_at=now,
+            locked_until=None,
+        )
+    )
+    return bool(result.rowcount == 1)
+
+
+def schedule_retry(
+    conn: Connection,
+    event_id: str,
+    attempts: int,
+    next_attempt_at: datetime,
+    reason: str,
+    workspace_id: int | None = None,
+) -> bool:
+    """Count a failed attempt and make the event due again at ``next_attempt_at``."""
+    result = conn.execute(
+        update(TABLE)
+        .where(TABLE.c.id == event_id, TABLE.c.status == InboxStatus.PENDING)
+        .values(
+            attempts=attempts,
+            next_attempt_at=next_attempt_at,
+            reason=clip(reason),
+            workspace_id=workspace_id,
+            locked_until=None,
+        )
+    )
+    return bool(result.rowcount == 1)
+
+
+# --- operators: list and replay ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventSummary:
+    id: str
+    type: str
+    account: str | None
+    livemode: bool
+    status: str
+    reason: str | None
+    attempts: int
+    received_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "account": self.account,
+            "livemode": self.livemode,
+            "status": self.status,
+            "reason": self.reason,
+            "attempts": self.attempts,
+            "receivedAt": self.received_at.isoformat(),
+        }
+
+
+_SUMMARY_COLUMNS = (
+    TABLE.c.id,
+    TABLE.c.type,
+    TABLE.c.account,
+    TABLE.c.livemode,
+    TABLE.c.status,
+    TABLE.c.reason,
+    TABLE.c.attempts,
+    TABLE.c.received_at,
+)
+
+
+def list_events(
+    engine: Engine, status: str | None = None, limit: int = 100
+) -> list[EventSummary]:
+    """The most recently received events, optionally of one status."""
+    query = select(*_SUMMARY_COLUMNS).order_by(TABLE.c.received_at.desc(), TABLE.c.id)
+    if status:
+        query = query.where(TABLE.c.status == status)
+    with engine.connect() as conn:
+        rows = conn.execute(query.limit(limit)).all()
+    return [EventSummary(*row) for row in rows]
+
+
+def get_event(engine: Engine, event_id: str) -> EventSummary | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(*_SUMMARY_COLUMNS).where(TABLE.c.id == event_id)
+        ).first()
+    return None if row is None else EventSummary(*row)
+
+
+def requeue(
+    engine: Engine,
+    ids: Sequence[str] = (),
+    statuses: Sequence[InboxStatus] = (),
+) -> list[EventSummary]:
+    """Make dead or skipped events pending again with a fresh count of attempts.
+
+    Picks the given ids and/or every event of the given statuses; only dead and skipped
+    events move. Returns them as they were before."""
+    wanted = [status for status in statuses if status in REPLAYABLE]
+    conditions = []
+    if ids:
+        conditions.append(TABLE.c.id.in_(ids))
+    if wanted:
+        conditions.append(TABLE.c.status.in_(wanted))
+    if not conditions:
+        return []
+
+    now = utcnow()
+    with engine.begin() as conn:
+        rows = conn.execute(
+            select(*_SUMMARY_COLUMNS)
+            .where(or_(*conditions), TABLE.c.status.in_(REPLAYABLE))
+            .with_for_update()
+        ).all()
+        before = [EventSummary(*row) for row in rows]
+        if before:
+            conn.execute(
+                update(TABLE)
+                .where(TABLE.c.id.in_([event.id for event in before]))
+                .values(
+                    status=InboxStatus.PENDING,
+                    attempts=0,
+                    reason=None,
+                    next_attempt_at=now,
+                    locked_until=None,
+                    processed_at=None,
+                )
+            )
+    return before
