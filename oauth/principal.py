@@ -8,10 +8,12 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
+from oauth.tokens import ACCESS_TOKEN_PREFIX, active_access_token
 from server.models import ApiKey, utcnow
 from server.security import token_hash
 
 ALL_SCOPES = ("conversions:read", "conversions:write")
+_MAX_TOKEN_LENGTH = 512
 
 
 @dataclass(frozen=True)
@@ -31,19 +33,38 @@ class Principal:
 
 
 def authenticate_bearer(session: Session, token: str) -> Principal | None:
-    """Resolve a bearer token, or None when it is unknown, revoked or expired."""
-    if not token or len(token) > 512:
+    """Resolve a bearer token, or None when it is unknown, revoked or expired.
+
+    One indexed query either way: OAuth access tokens carry their own prefix, so an API
+    key is never looked up among OAuth tokens or the other way round."""
+    if not token or len(token) > _MAX_TOKEN_LENGTH:
         return None
-    digest = token_hash(token)
-    key = session.exec(select(ApiKey).where(ApiKey.token_hash == digest)).first()
-    if key is not None and key.revoked_at is None:
-        return Principal(
-            workspace_id=key.workspace_id,
-            scopes=frozenset(key.scope.split()),
-            kind="api_key",
-        )
-    # OAuth access tokens: see oauth.tokens (TODO(#3) until the authorization server lands).
-    return None
+    if token.startswith(ACCESS_TOKEN_PREFIX):
+        return _oauth_principal(session, token)
+    key = session.exec(
+        select(ApiKey).where(ApiKey.token_hash == token_hash(token))
+    ).first()
+    if key is None or key.revoked_at is not None:
+        return None
+    return Principal(
+        workspace_id=key.workspace_id,
+        scopes=frozenset(key.scope.split()),
+        kind="api_key",
+    )
+
+
+def _oauth_principal(session: Session, token: str) -> Principal | None:
+    row = active_access_token(session, token)
+    if row is None:
+        return None
+    return Principal(
+        workspace_id=row.workspace_id,
+        scopes=frozenset(row.scope.split()),
+        kind="oauth",
+        expires_at=row.access_expires_at,
+        user_id=row.user_id,
+        client_id=row.client_id,
+    )
 
 
 def parse_authorization(header: str | None) -> str | None:

@@ -1,0 +1,85 @@
+"""Starlette requests as Authlib sees them.
+
+Authlib's server core is synchronous and framework-neutral: it reads parameters from an
+``OAuth2Request`` whose ``payload`` merges the query and the form, whose ``args`` and
+``form`` are the two halves, and whose ``headers`` must stay case-insensitive (Basic
+client authentication reads ``Authorization``). The form is read here, in async code,
+before the request is handed to Authlib in a worker thread."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
+from starlette.datastructures import FormData, Headers, QueryParams
+from starlette.requests import Request
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+class StarlettePayload(OAuth2Payload):  # type: ignore[misc]
+    """Query and form parameters together; ``datalist`` keeps repeated values."""
+
+    def __init__(self, query: QueryParams, form: FormData) -> None:
+        datalist: defaultdict[str, list[str]] = defaultdict(list)
+        for key, value in [*query.multi_items(), *form.multi_items()]:
+            if isinstance(value, str):
+                datalist[key].append(value)
+        self._datalist = datalist
+        self._data = {key: values[0] for key, values in datalist.items()}
+
+    @property
+    def data(self) -> dict[str, str]:
+        return self._data
+
+    @property
+    def datalist(self) -> defaultdict[str, list[str]]:
+        return self._datalist
+
+
+class StarletteOAuth2Request(OAuth2Request):  # type: ignore[misc]
+    """One HTTP request, wrapped once: Authlib asks for it again from grants and
+    endpoints, and gets this same object back.
+
+    ``workspace_id`` is ours: the workspace the user picked on the consent page, saved
+    with the authorization code."""
+
+    def __init__(self, request: Request, form: FormData) -> None:
+        super().__init__(request.method, str(request.url), headers=request.headers)
+        self.payload = StarlettePayload(request.query_params, form)
+        self._query = request.query_params
+        self._form = form
+        self.workspace_id: int | None = None
+
+    @property
+    def args(self) -> QueryParams:
+        return self._query
+
+    @property
+    def form(self) -> FormData:
+        return self._form
+
+    @property
+    def starlette_headers(self) -> Headers:
+        headers: Headers = self.headers
+        return headers
+
+    def repeated_parameters(self) -> list[str]:
+        """Names sent more than once, in the query and form together (RFC 6749 §3.1)."""
+        datalist: dict[str, list[Any]] = self.payload.datalist
+        return sorted(name for name, values in datalist.items() if len(values) > 1)
+
+
+def is_form_request(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "")
+    return content_type.split(";")[0].strip().lower() == FORM_CONTENT_TYPE
+
+
+async def wrap(request: Request) -> StarletteOAuth2Request:
+    """Read the url-encoded form (if any) and wrap the request for Authlib.
+
+    Raises Authlib's ``InsecureTransportError`` for a plain-http URL that is not
+    loopback (see ``oauth.routes`` for how that is answered)."""
+    form = await request.form() if is_form_request(request) else FormData()
+    return StarletteOAuth2Request(request, form)
