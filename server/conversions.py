@@ -1,19 +1,50 @@
 """The attribution domain: customers, leads, sales, refunds and commissions.
 
-Shared by the Stripe webhook handlers and the GraphQL ``trackLead``/``trackSale`` mutations.
-Every function works inside the caller's session (one transaction), relies on unique
-indexes rather than check-then-insert, and parks bus notifications with
-``server.bus.emit`` for the caller to publish after the commit.
+Shared by the Stripe webhook handlers and the GraphQL ``trackLead``/``trackSale``
+mutations. Every function works inside the caller's session (one transaction) and parks
+bus notifications with :func:`server.bus.emit` for the caller to publish after the commit.
 
-TODO(#2): interface fixed, bodies land with the webhook handlers."""
+Uniqueness lives in the database. Inserts are ``INSERT … ON CONFLICT DO NOTHING`` followed
+by a re-read, so a concurrent duplicate never aborts the caller's transaction (this also
+works on SQLite, where the driver cannot roll back to a SAVEPOINT reliably when the
+SAVEPOINT opens the transaction). Filling an id into an existing row is an ``UPDATE`` that
+only applies when no other row holds that id; on PostgreSQL it runs in a SAVEPOINT
+because a concurrent writer can still win the unique index between check and write."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import Table, exists, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.dml import Update
+from sqlmodel import Session, col, select
 
-from server.models import Customer, Lead, Sale, Workspace
+from server import currency as money
+from server.bus import BusEvent, emit
+from server.log_config import get_logger
+from server.models import (
+    Click,
+    Commission,
+    Customer,
+    Lead,
+    Link,
+    Partner,
+    Sale,
+    Workspace,
+    plan_allows_conversions,
+    utcnow,
+)
+from server.rollups import bump
+
+logger = get_logger(__name__)
+
+SALE_ID_FIELDS = ("invoice_id", "checkout_session_id", "payment_intent_id", "charge_id")
+MAX_ID_LENGTH = 255
 
 
 class ConversionError(Exception):
@@ -24,6 +55,10 @@ class ConversionError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class InvalidInput(ConversionError):
+    """An amount, currency, id or name that cannot be recorded as given."""
 
 
 class UnknownClick(ConversionError):
@@ -40,6 +75,68 @@ class PlanRequired(ConversionError):
     code = "PLAN_REQUIRED"
 
 
+# --- look-ups ------------------------------------------------------------------------
+
+
+def find_customer(
+    session: Session, workspace: Workspace, external_id: str
+) -> Customer | None:
+    """The workspace's customer with this external id (the merchant's own user id)."""
+    return session.exec(
+        select(Customer).where(
+            Customer.workspace_id == workspace.id, Customer.external_id == external_id
+        )
+    ).first()
+
+
+def find_customer_by_stripe_id(
+    session: Session, workspace: Workspace, stripe_customer_id: str
+) -> Customer | None:
+    return session.exec(
+        select(Customer).where(
+            Customer.workspace_id == workspace.id,
+            Customer.stripe_customer_id == stripe_customer_id,
+        )
+    ).first()
+
+
+def find_click(session: Session, workspace: Workspace, click_id: str) -> Click | None:
+    """The click, only if it belongs to ``workspace``."""
+    click = session.get(Click, click_id) if len(click_id) <= 64 else None
+    if click is None or click.workspace_id != workspace.id:
+        return None
+    return click
+
+
+def find_sale(
+    session: Session,
+    workspace: Workspace,
+    *,
+    invoice_id: str | None = None,
+    checkout_session_id: str | None = None,
+    payment_intent_id: str | None = None,
+    charge_id: str | None = None,
+) -> Sale | None:
+    """The workspace's sale named by ANY of the given payment ids (oldest first)."""
+    ids = _given(
+        invoice_id=invoice_id,
+        checkout_session_id=checkout_session_id,
+        payment_intent_id=payment_intent_id,
+        charge_id=charge_id,
+    )
+    if not ids:
+        return None
+    matches = [getattr(Sale, field) == value for field, value in ids.items()]
+    return session.exec(
+        select(Sale)
+        .where(Sale.workspace_id == workspace.id, or_(*matches))
+        .order_by(col(Sale.id))
+    ).first()
+
+
+# --- leads -----------------------------------------------------------------------------
+
+
 def record_lead(
     session: Session,
     workspace: Workspace,
@@ -54,8 +151,146 @@ def record_lead(
     timestamp: datetime | None = None,
 ) -> Lead:
     """Upsert the customer (attributed to the click's link) and its one lead per event
-    name. Raises UnknownClick when the click is not in this workspace."""
-    raise NotImplementedError
+    name. Raises UnknownClick when the click is not in this workspace.
+
+    A customer keeps its first attribution; a later lead of the same customer with
+    another click is attributed to that click. Replays return the existing lead."""
+    require_plan(workspace)
+    _check_text("customerExternalId", customer_external_id)
+    _check_text("eventName", event_name)
+    click = find_click(session, workspace, click_id)
+    if click is None:
+        raise UnknownClick(
+            f"click {click_id!r} does not exist in workspace {workspace.slug!r}; "
+            "use the cq_id of a click on one of this workspace's links"
+        )
+
+    moment = timestamp or utcnow()
+    customer = _upsert_customer(
+        session, workspace, customer_external_id, click, livemode, moment
+    )
+    update_customer(
+        session,
+        customer,
+        stripe_customer_id=stripe_customer_id,
+        email=customer_email,
+        name=customer_name,
+    )
+    return _insert_lead(
+        session, workspace, customer, click, event_name, livemode, moment
+    )
+
+
+def _upsert_customer(
+    session: Session,
+    workspace: Workspace,
+    external_id: str,
+    click: Click,
+    livemode: bool,
+    moment: datetime,
+) -> Customer:
+    inserted = _insert_ignoring_conflicts(
+        session,
+        _table(Customer),
+        {
+            "workspace_id": workspace.id,
+            "external_id": external_id,
+            "link_id": click.link_id,
+            "click_id": click.id,
+            "livemode": livemode,
+            "created_at": moment,
+        },
+    )
+    customer = find_customer(session, workspace, external_id)
+    assert customer is not None, "the customer row exists after its upsert"
+    if inserted is not None:
+        logger.info(
+            "conversions.customer_created",
+            workspace_id=workspace.id,
+            customer_id=customer.id,
+            click_id=click.id,
+        )
+    elif customer.link_id is None:
+        customer.link_id, customer.click_id = click.link_id, click.id
+        session.add(customer)
+    return customer
+
+
+def update_customer(
+    session: Session,
+    customer: Customer,
+    *,
+    stripe_customer_id: str | None = None,
+    email: str | None = None,
+    name: str | None = None,
+) -> Customer:
+    """Refresh email and name when given; save the Stripe customer id unless the
+    customer already has one or another customer of the workspace holds it."""
+    if email and email != customer.email:
+        customer.email = email[:320]
+    if name and name != customer.name:
+        customer.name = name[:255]
+    session.add(customer)
+    session.flush()
+    if stripe_customer_id and customer.stripe_customer_id is None:
+        _fill_unique(
+            session,
+            _table(Customer),
+            customer,
+            "stripe_customer_id",
+            stripe_customer_id,
+        )
+    return customer
+
+
+def _insert_lead(
+    session: Session,
+    workspace: Workspace,
+    customer: Customer,
+    click: Click,
+    event_name: str,
+    livemode: bool,
+    moment: datetime,
+) -> Lead:
+    inserted = _insert_ignoring_conflicts(
+        session,
+        _table(Lead),
+        {
+            "workspace_id": workspace.id,
+            "customer_id": customer.id,
+            "click_id": click.id,
+            "link_id": click.link_id,
+            "event_name": event_name,
+            "livemode": livemode,
+            "timestamp": moment,
+        },
+    )
+    lead = session.exec(
+        select(Lead).where(
+            Lead.customer_id == customer.id, Lead.event_name == event_name
+        )
+    ).one()
+    if inserted is not None:
+        assert workspace.id is not None
+        bump(
+            session,
+            workspace_id=workspace.id,
+            moment=moment,
+            livemode=livemode,
+            leads=1,
+        )
+        emit(session, BusEvent(workspace.id, "LEAD", str(lead.id), livemode))
+        logger.info(
+            "conversions.lead_recorded",
+            workspace_id=workspace.id,
+            lead_id=lead.id,
+            customer_id=customer.id,
+            event_name=event_name,
+        )
+    return lead
+
+
+# --- sales -----------------------------------------------------------------------------
 
 
 def record_sale(
@@ -76,10 +311,345 @@ def record_sale(
     """One payment is one sale: if any of the given ids already names a sale of this
     workspace, fill in the missing ids and return it; otherwise insert it (converted to
     the reporting currency), credit the link's partner, bump the rollups."""
-    raise NotImplementedError
+    require_plan(workspace)
+    code = _check_money(amount, currency)
+    _check_text("eventName", event_name)
+    ids = _given(
+        invoice_id=invoice_id,
+        checkout_session_id=checkout_session_id,
+        payment_intent_id=payment_intent_id,
+        charge_id=charge_id,
+    )
+    for field, value in ids.items():
+        _check_text(field, value)
+
+    existing = find_sale(session, workspace, **ids)
+    if existing is not None:
+        return _fill_sale_ids(session, existing, ids)
+
+    moment = timestamp or utcnow()
+    converted = money.convert(amount, code, workspace.reporting_currency, moment.date())
+    values = {
+        "workspace_id": workspace.id,
+        "customer_id": customer.id,
+        "click_id": customer.click_id,
+        "link_id": customer.link_id,
+        "event_name": event_name,
+        "original_amount": amount,
+        "original_currency": code,
+        "amount": converted.amount,
+        "currency": converted.currency,
+        "fx_rate": _rate_text(converted.rate),
+        "fx_missing": converted.missing,
+        "refunded_amount": 0,
+        "livemode": livemode,
+        "timestamp": moment,
+        **ids,
+    }
+    sale_id = _insert_ignoring_conflicts(session, _table(Sale), values)
+    if sale_id is None:
+        # A concurrent transaction recorded the same payment first.
+        existing = find_sale(session, workspace, **ids)
+        assert existing is not None, "a conflicting sale is visible after the conflict"
+        return _fill_sale_ids(session, existing, ids)
+
+    sale = session.get(Sale, sale_id)
+    assert sale is not None
+    _after_new_sale(session, workspace, sale)
+    return sale
 
 
-def find_customer(
-    session: Session, workspace: Workspace, external_id: str
-) -> Customer | None:
-    raise NotImplementedError
+def _after_new_sale(session: Session, workspace: Workspace, sale: Sale) -> None:
+    assert workspace.id is not None and sale.id is not None
+    _credit_partner(session, workspace, sale)
+    bump(
+        session,
+        workspace_id=workspace.id,
+        moment=sale.timestamp,
+        livemode=sale.livemode,
+        sales=1,
+        sale_amount=sale.amount or 0,
+    )
+    emit(session, BusEvent(workspace.id, "SALE", str(sale.id), sale.livemode))
+    logger.info(
+        "conversions.sale_recorded",
+        workspace_id=workspace.id,
+        sale_id=sale.id,
+        customer_id=sale.customer_id,
+        original_amount=sale.original_amount,
+        original_currency=sale.original_currency,
+        amount=sale.amount,
+        fx_missing=sale.fx_missing,
+        livemode=sale.livemode,
+    )
+
+
+def add_payment_ids(
+    session: Session,
+    sale: Sale,
+    *,
+    invoice_id: str | None = None,
+    checkout_session_id: str | None = None,
+    payment_intent_id: str | None = None,
+    charge_id: str | None = None,
+) -> Sale:
+    """Remember more ids of the same payment (a refund's charge, say), so later events
+    find the sale without asking Stripe; ids another sale holds are left alone."""
+    ids = _given(
+        invoice_id=invoice_id,
+        checkout_session_id=checkout_session_id,
+        payment_intent_id=payment_intent_id,
+        charge_id=charge_id,
+    )
+    return _fill_sale_ids(session, sale, ids)
+
+
+def _fill_sale_ids(session: Session, sale: Sale, ids: Mapping[str, str]) -> Sale:
+    """Add the ids this sale does not have yet; amounts and attribution never change."""
+    changed = False
+    for field, value in ids.items():
+        if getattr(sale, field) is None:
+            changed |= _fill_unique(session, _table(Sale), sale, field, value)
+    if changed:
+        session.refresh(sale)
+    return sale
+
+
+def _credit_partner(session: Session, workspace: Workspace, sale: Sale) -> None:
+    link = session.get(Link, sale.link_id) if sale.link_id else None
+    partner = (
+        session.get(Partner, link.partner_id) if link and link.partner_id else None
+    )
+    if partner is None:
+        return
+    rate = partner.commission_rate_bps
+    if rate is None:
+        rate = workspace.commission_rate_bps
+    assert workspace.id is not None and partner.id is not None and sale.id is not None
+    commission = Commission(
+        workspace_id=workspace.id,
+        partner_id=partner.id,
+        sale_id=sale.id,
+        rate_bps=rate,
+        amount=sale.original_amount,
+        earnings=commission_earnings(sale.original_amount, rate),
+        currency=sale.original_currency,
+        livemode=sale.livemode,
+        created_at=sale.timestamp,
+    )
+    session.add(commission)
+    session.flush()
+
+
+def commission_earnings(amount: int, rate_bps: int) -> int:
+    """``rate_bps`` basis points of ``amount``, rounded half-even to the minor unit."""
+    value = Decimal(amount) * Decimal(rate_bps) / Decimal(10_000)
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+# --- refunds ---------------------------------------------------------------------------
+
+
+def apply_refund(
+    session: Session,
+    sale: Sale,
+    *,
+    amount_refunded: int,
+    currency: str,
+    payment_amount: int | None = None,
+) -> int:
+    """Bring the sale's refunded amount up to Stripe's cumulative ``amount_refunded``.
+
+    Only a positive change applies, so replays and out-of-order partial refunds change
+    nothing. When the charge is in another currency than the sale's original one
+    (Adaptive Pricing), the refunded share of ``payment_amount`` is applied pro rata.
+    The partner's commission follows. Returns the amount newly refunded."""
+    target = _refunded_in_sale_currency(sale, amount_refunded, currency, payment_amount)
+    table = _table(Sale)
+    result = session.execute(
+        update(table)
+        .where(table.c.id == sale.id, table.c.refunded_amount < target)
+        .values(refunded_amount=target)
+    )
+    before = sale.refunded_amount
+    session.refresh(sale)
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return 0
+
+    _follow_refund(session, sale)
+    logger.info(
+        "conversions.refund_applied",
+        workspace_id=sale.workspace_id,
+        sale_id=sale.id,
+        refunded_amount=sale.refunded_amount,
+        original_amount=sale.original_amount,
+    )
+    return sale.refunded_amount - before
+
+
+def _refunded_in_sale_currency(
+    sale: Sale, amount_refunded: int, currency: str, payment_amount: int | None
+) -> int:
+    code = _check_money(amount_refunded, currency, allow_zero=True)
+    if code == sale.original_currency:
+        return min(amount_refunded, sale.original_amount)
+    if not payment_amount:
+        raise InvalidInput(
+            f"refund in {code} for a sale in {sale.original_currency} needs the payment "
+            "amount to apply it pro rata"
+        )
+    share = Decimal(min(amount_refunded, payment_amount)) / Decimal(payment_amount)
+    value = Decimal(sale.original_amount) * share
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def _follow_refund(session: Session, sale: Sale) -> None:
+    """Recompute the commission from the sale's net amount (never drifts)."""
+    commission = session.exec(
+        select(Commission).where(Commission.sale_id == sale.id)
+    ).first()
+    if commission is None:
+        return
+    net = sale.original_amount - sale.refunded_amount
+    commission.amount = net
+    commission.earnings = commission_earnings(net, commission.rate_bps)
+    session.add(commission)
+    session.flush()
+
+
+# --- currency maintenance --------------------------------------------------------------
+
+
+def convert_flagged_sales(session: Session, limit: int = 10_000) -> int:
+    """Convert sales kept unconverted for lack of a rate, now that the table (refreshed
+    with ``codeqr fx``) may have one; their hourly rollups gain the amount."""
+    flagged = session.exec(
+        select(Sale)
+        .where(col(Sale.fx_missing).is_(True))
+        .order_by(col(Sale.id))
+        .limit(limit)
+    ).all()
+    converted = 0
+    for sale in flagged:
+        result = money.convert(
+            sale.original_amount,
+            sale.original_currency,
+            sale.currency,
+            sale.timestamp.date(),
+        )
+        if result.missing:
+            continue
+        sale.amount, sale.fx_rate, sale.fx_missing = (
+            result.amount,
+            _rate_text(result.rate),
+            False,
+        )
+        session.add(sale)
+        bump(
+            session,
+            workspace_id=sale.workspace_id,
+            moment=sale.timestamp,
+            livemode=sale.livemode,
+            sale_amount=result.amount or 0,
+        )
+        converted += 1
+    session.flush()
+    return converted
+
+
+# --- rules and helpers -----------------------------------------------------------------
+
+
+def require_plan(workspace: Workspace) -> None:
+    if not plan_allows_conversions(workspace.plan):
+        raise PlanRequired(
+            f"conversion tracking needs the Business plan or higher; workspace "
+            f"{workspace.slug!r} is on {workspace.plan!r}"
+        )
+
+
+def _check_text(field: str, value: str) -> None:
+    if not value or not value.strip() or len(value) > MAX_ID_LENGTH:
+        raise InvalidInput(
+            f"{field} must be a non-empty string of at most {MAX_ID_LENGTH} characters"
+        )
+
+
+def _check_money(amount: int, currency: str, *, allow_zero: bool = False) -> str:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise InvalidInput(f"amount must be an integer in minor units, got {amount!r}")
+    if amount < 0 or (amount == 0 and not allow_zero):
+        raise InvalidInput(f"amount must be positive (minor units), got {amount}")
+    try:
+        return money.normalise_currency(currency)
+    except money.CurrencyError as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
+def _given(**ids: str | None) -> dict[str, str]:
+    return {field: value for field, value in ids.items() if value}
+
+
+def _rate_text(rate: Decimal | None) -> str | None:
+    if rate is None:
+        return None
+    with localcontext() as context:
+        context.prec = 15
+        return str(+rate)
+
+
+def _table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+def _insert_ignoring_conflicts(
+    session: Session, table: Table, values: Mapping[str, Any]
+) -> int | None:
+    """``INSERT … ON CONFLICT DO NOTHING`` on any unique index; the new row's id, or
+    None when a row with one of the same unique keys exists already."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.flush()
+    statement = insert(table).values(**values).on_conflict_do_nothing()
+    new_id = session.execute(statement.returning(table.c.id)).scalar_one_or_none()
+    return int(new_id) if new_id is not None else None
+
+
+def _fill_unique(
+    session: Session, table: Table, row: Any, field: str, value: str
+) -> bool:
+    """Set ``row.field = value`` if it is empty and no other row of the workspace holds
+    ``value``; True when it was set."""
+    other = table.alias("other")
+    statement: Update = (
+        update(table)
+        .where(
+            table.c.id == row.id,
+            table.c[field].is_(None),
+            ~exists().where(
+                other.c.workspace_id == row.workspace_id, other.c[field] == value
+            ),
+        )
+        .values({field: value})
+    )
+    session.flush()
+    try:
+        if session.get_bind().dialect.name == "postgresql":
+            with session.begin_nested():
+                result = session.execute(statement)
+        else:
+            result = session.execute(statement)
+    except IntegrityError:
+        result = None
+    session.refresh(row)
+    filled = bool(result is not None and result.rowcount)  # type: ignore[attr-defined]
+    if not filled:
+        logger.info(
+            "conversions.id_not_filled",
+            table=table.name,
+            row_id=row.id,
+            field=field,
+            reason="already set or held by another row",
+        )
+    return filled

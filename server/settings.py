@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = 3600
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
     authorization_code_ttl_seconds: int = 60
+    # ECB rate table installed by `codeqr fx` (empty: server/data/eurofxref-hist.csv).
+    fx_rates_file: str = ""
 
     @field_validator("stripe_webhook_secrets", mode="before")
     @classmethod
