@@ -23,5 +23,6 @@ migration:
 	$(PY) -c "from alembic import command; from alembic.config import Config; c = Config(); c.set_main_option('script_location', 'server/migrations'); c.set_main_option('sqlalchemy.url', 'sqlite:////tmp/codeqr-migration.db'); command.revision(c, message='initial schema', autogenerate=True, rev_id='0001')"
 	uv run --frozen ruff format -q server/migrations/versions
 
+# Same output as `strawberry export-schema` (whose [cli] extra pins websockets<17).
 schema:
-	uv run --frozen strawberry export-schema server.api.schema:schema --output graphql/schema.graphql
+	$(PY) -c "from pathlib import Path; from server.api.schema import schema; Path('graphql/schema.graphql').write_text(str(schema) + '\n')"

@@ -1,0 +1,219 @@
+"""The ASGI endpoint of ``/graphql``: Strawberry's view with our authentication, error
+bodies and limits. One instance serves both HTTP and WebSocket (graphql-transport-ws).
+
+HTTP: the bearer token is checked before the document is even parsed; a missing or bad
+one gets 401 with a GraphQL error body (``extensions.code`` UNAUTHENTICATED) and
+``WWW-Authenticate: Bearer``. WebSocket: the token comes in the ``connection_init``
+payload; a bad one closes the socket with 4403, and a socket whose token expires or is
+revoked later is closed the same way."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import suppress
+
+from cross_web import HTTPException, StarletteRequestAdapter
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+)
+from strawberry.types.unset import UNSET, UnsetType
+
+from oauth.principal import parse_authorization
+from server.api import limits
+from server.api.context import ApiContext, authenticate
+from server.api.errors import BAD_REQUEST, UNAUTHENTICATED, error_body
+from server.log_config import get_logger
+from server.models import utcnow
+from server.settings import get_settings
+
+logger = get_logger(__name__)
+
+TOKEN_CLOSE_CODE = 4403
+
+
+class AuthenticationFailed(Exception):
+    def __init__(self, token_given: bool) -> None:
+        super().__init__("authentication failed")
+        self.token_given = token_given
+
+
+def unauthenticated_response(token_given: bool) -> Response:
+    if token_given:
+        message = "The bearer token is invalid, revoked or expired."
+        challenge = 'Bearer realm="codeqr", error="invalid_token"'
+    else:
+        message = (
+            "Authentication required: send `Authorization: Bearer <API key or OAuth "
+            "access token>`."
+        )
+        challenge = 'Bearer realm="codeqr"'
+    return JSONResponse(
+        error_body(message, UNAUTHENTICATED),
+        status_code=401,
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
+def bad_request_response(reason: str, status_code: int) -> Response:
+    return JSONResponse(error_body(reason, BAD_REQUEST), status_code=status_code)
+
+
+class TokenWatchingHandler(BaseGraphQLTransportWSHandler[ApiContext, None]):
+    """graphql-transport-ws, plus a watch that closes the socket with 4403 when its
+    token expires or stops being valid (revoked key or token)."""
+
+    watch: asyncio.Task[None] | None = None
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged and self.watch is None:
+            self.watch = asyncio.create_task(self._watch_token())
+
+    async def shutdown(self) -> None:
+        if self.watch is not None:
+            self.watch.cancel()
+            with suppress(asyncio.CancelledError):
+                await self.watch
+        await super().shutdown()
+
+    async def _watch_token(self) -> None:
+        context = self.context
+        while context.principal is not None:
+            await asyncio.sleep(self._delay(context))
+            context.principal = await authenticate(context.token)
+        logger.info("api.ws_token_ended")
+        await self.websocket.close(TOKEN_CLOSE_CODE, "Token expired or revoked")
+
+    @staticmethod
+    def _delay(context: ApiContext) -> float:
+        delay = limits.TOKEN_RECHECK_SECONDS
+        expires_at = context.principal.expires_at if context.principal else None
+        if expires_at is not None:
+            delay = min(delay, (expires_at - utcnow()).total_seconds())
+        return max(delay, 0.0)
+
+
+class GraphQLView(GraphQL[ApiContext, None]):
+    graphql_transport_ws_handler_class = TokenWatchingHandler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive=receive)
+        try:
+            response = await self.run(request)
+        except AuthenticationFailed as exc:
+            logger.info("api.unauthenticated", token_given=exc.token_given)
+            response = unauthenticated_response(exc.token_given)
+        except HTTPException as exc:
+            response = bad_request_response(exc.reason, exc.status_code)
+        await response(scope, receive, send)
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> ApiContext:
+        context = ApiContext(request=request, response=response)
+        if isinstance(request, WebSocket) or self._is_ide_request(request):
+            return context
+        token = parse_authorization(request.headers.get("authorization"))
+        context.principal = await authenticate(token)
+        if context.principal is None:
+            raise AuthenticationFailed(token_given=token is not None)
+        context.token = token
+        return context
+
+    def _is_ide_request(self, request: Request) -> bool:
+        return self.should_render_graphql_ide(StarletteRequestAdapter(request))
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        if get_settings().environment != "development":
+            raise HTTPException(404, "Not Found")
+        return await super().render_graphql_ide(request)
+
+    async def on_ws_connect(self, context: ApiContext) -> UnsetType | dict[str, object]:
+        params = context.connection_params or {}
+        header = params.get("Authorization", params.get("authorization"))
+        token = parse_authorization(header) if isinstance(header, str) else None
+        principal = await authenticate(token)
+        if principal is None:
+            logger.info("api.ws_rejected", token_given=token is not None)
+            raise ConnectionRejectionError({"message": "invalid or missing token"})
+        context.principal = principal
+        context.token = token
+        unset: UnsetType = UNSET
+        return unset
+
+    def decode_json(self, data: str | bytes) -> object:
+        """JSON objects only: a batch, a scalar or a pathologically nested document
+        is refused as unparsable rather than reaching the executor."""
+        try:
+            value = json.loads(data)
+        except RecursionError as exc:
+            raise json.JSONDecodeError("nested too deeply", "", 0) from exc
+        if not isinstance(value, dict):
+            raise json.JSONDecodeError("expected a JSON object", "", 0)
+        return value
+
+
+class BodyLimit:
+    """Refuses HTTP bodies over ``max_bytes`` with 413 before the endpoint reads them."""
+
+    def __init__(self, app: GraphQLView, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body = await self._read(scope, receive)
+        if body is None:
+            response = bad_request_response(
+                f"Request body is larger than {self.max_bytes} bytes.", 413
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _read(self, scope: Scope, receive: Receive) -> bytes | None:
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return None
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
