@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     link_create.add_argument("--partner", metavar="EMAIL")
     link_create.set_defaults(handler=cmd_link_create)
 
-    for module in ("oauth.cli", "stripe_app.cli"):
+    for module in ("oauth.cli", "stripe_app.cli", "server.fx_cli"):
         _optional_commands(module, commands)
     return parser
 
