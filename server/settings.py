@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = 3600
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
     authorization_code_ttl_seconds: int = 60
+    # argon2id cost of password hashes (argon2-cffi's defaults, RFC 9106 low-memory);
+    # tests lower it, production keeps it.
+    password_hash_time_cost: int = 3
+    password_hash_memory_kib: int = 65536
     # ECB rate table installed by `codeqr fx` (empty: server/data/eurofxref-hist.csv).
     fx_rates_file: str = ""
 
