@@ -54,6 +54,7 @@ def cmd_oauth_client_create(args: argparse.Namespace) -> int:
                 public=args.public,
                 scopes=args.scopes or ALL_SCOPES,
                 requires_business_plan=args.requires_business_plan,
+                client_id=args.client_id,
             )
             result = registered.to_json()
     except ClientError as exc:
@@ -103,5 +104,11 @@ def add_commands(subparsers: Any) -> None:
         "--requires-business-plan",
         action="store_true",
         help="only offer workspaces on the Business plan or higher (the Stripe App)",
+    )
+    client_create.add_argument(
+        "--client-id",
+        metavar="ID",
+        help="choose the client id (e.g. the one a Stripe App manifest names); "
+        "default: random",
     )
     client_create.set_defaults(handler=cmd_oauth_client_create)

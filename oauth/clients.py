@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from oauth.principal import ALL_SCOPES
 from server.log_config import get_logger
@@ -22,6 +23,7 @@ from server.settings import get_settings
 logger = get_logger(__name__)
 
 _LOOPBACK_HOSTS = {"localhost"}
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{3,64}")
 
 
 class ClientError(ValueError):
@@ -103,9 +105,11 @@ def create_client(
     scopes: Sequence[str] = ALL_SCOPES,
     requires_business_plan: bool = False,
     client_secret: str | None = None,
+    client_id: str | None = None,
 ) -> RegisteredClient:
-    """Register a client. ``client_secret`` lets tests choose a secret (for example one
-    with ``+``, ``/`` and ``=``); otherwise confidential clients get a random one."""
+    """Register a client. ``client_id`` may be chosen (a Stripe App's manifest names
+    its client id in advance); ``client_secret`` lets tests choose a secret (for example
+    one with ``+``, ``/`` and ``=``); otherwise both are random."""
     if not name.strip():
         raise ClientError("a client needs a name")
     if not redirect_uris:
@@ -115,9 +119,21 @@ def create_client(
     if public and client_secret is not None:
         raise ClientError("a public client has no secret")
 
+    if client_id is not None and not _CLIENT_ID.fullmatch(client_id):
+        raise ClientError(
+            f"client id {client_id!r} must be 3 to 64 letters, digits, '.', '_' or '-'"
+        )
+    if (
+        client_id is not None
+        and session.exec(
+            select(OAuthClient).where(OAuthClient.client_id == client_id)
+        ).first()
+    ):
+        raise ClientError(f"a client with id {client_id!r} already exists")
+
     secret = None if public else (client_secret or secrets.token_urlsafe(32))
     client = OAuthClient(
-        client_id="cqc_" + secrets.token_urlsafe(16),
+        client_id=client_id or "cqc_" + secrets.token_urlsafe(16),
         client_secret_hash=token_hash(secret) if secret else None,
         name=name.strip(),
         redirect_uris=json.dumps(uris),

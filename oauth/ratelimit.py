@@ -86,19 +86,8 @@ class LoginLimiter:
         self.accounts.reset(email)
 
 
-_limiter: LoginLimiter | None = None
-
-
-def get_login_limiter() -> LoginLimiter:
-    global _limiter
-    if _limiter is None:
-        _limiter = LoginLimiter(
-            accounts=FailureWindow(ACCOUNT_LIMIT, WINDOW_SECONDS),
-            addresses=FailureWindow(ADDRESS_LIMIT, WINDOW_SECONDS),
-        )
-    return _limiter
-
-
-def reset_login_limiter() -> None:
-    global _limiter
-    _limiter = None
+def new_login_limiter() -> LoginLimiter:
+    return LoginLimiter(
+        accounts=FailureWindow(ACCOUNT_LIMIT, WINDOW_SECONDS),
+        addresses=FailureWindow(ADDRESS_LIMIT, WINDOW_SECONDS),
+    )

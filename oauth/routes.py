@@ -25,7 +25,7 @@ from oauth.adapters import StarletteOAuth2Request, is_form_request, wrap
 from oauth.authorization_server import CodeQRAuthorizationServer
 from oauth.grants import CLIENT_AUTH_METHODS
 from oauth.principal import ALL_SCOPES
-from oauth.ratelimit import get_login_limiter
+from oauth.ratelimit import LoginLimiter, new_login_limiter
 from oauth.users import authenticate, normalise_email, workspaces_of
 from server.db import session_scope
 from server.log_config import get_logger
@@ -36,7 +36,12 @@ from server.settings import get_settings
 logger = get_logger(__name__)
 
 STRIPE_DASHBOARD_ORIGIN = "https://dashboard.stripe.com"
-CORS_ALLOWED_ORIGINS = frozenset({STRIPE_DASHBOARD_ORIGIN})
+# The Stripe App's settings view runs in a sandboxed iframe of the Dashboard, whose
+# requests carry ``Origin: null``. Neither endpoint relies on cookies (no credentials
+# are allowed), so answering those two origins lets the app exchange, refresh and
+# revoke its tokens without letting any other site read a response. /oauth/authorize
+# never answers CORS (RFC 9700 §2.6).
+CORS_ALLOWED_ORIGINS = frozenset({STRIPE_DASHBOARD_ORIGIN, "null"})
 LOGIN_FAILED = "The email or password is incorrect."
 LOGIN_BLOCKED = "Too many failed sign-in attempts. Wait a few minutes and try again."
 FORM_EXPIRED = "This form has expired. Reload the page and try again."
@@ -133,6 +138,15 @@ async def login_page(request: Request) -> Response:
     return _login_form(web or sessions.anonymous(), next_path)
 
 
+def _login_limiter(request: Request) -> LoginLimiter:
+    """The application's limiter: one per app instance, so a test server starts clean."""
+    limiter: LoginLimiter | None = getattr(request.app.state, "login_limiter", None)
+    if limiter is None:
+        limiter = new_login_limiter()
+        request.app.state.login_limiter = limiter
+    return limiter
+
+
 def _check_credentials(email: str, password: str) -> tuple[int, str] | None:
     with session_scope() as session:
         user = authenticate(session, email, password)
@@ -151,7 +165,7 @@ async def login_submit(request: Request) -> Response:
     email = normalise_email(str(form.get("email") or ""))
     password = str(form.get("password") or "")
     address = request.client.host if request.client else "unknown"
-    limiter = get_login_limiter()
+    limiter = _login_limiter(request)
     if limiter.is_blocked(email, address):
         logger.warning("login.blocked")
         return _login_form(web, next_path, 429, LOGIN_BLOCKED, email)

@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 from server.log_config import get_logger
 from server.models import Membership, User, Workspace, plan_allows_conversions
 from server.models.auth import ROLES
+from server.settings import get_settings
 
 logger = get_logger(__name__)
 
@@ -27,15 +28,22 @@ class UserError(ValueError):
     """A user or membership that cannot be created as asked."""
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=4)
+def _hasher_with(time_cost: int, memory_kib: int) -> PasswordHasher:
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+
+
 def _hasher() -> PasswordHasher:
-    return PasswordHasher()
+    settings = get_settings()
+    return _hasher_with(
+        settings.password_hash_time_cost, settings.password_hash_memory_kib
+    )
 
 
-@lru_cache(maxsize=1)
-def _dummy_hash() -> str:
+@lru_cache(maxsize=4)
+def _dummy_hash(hasher: PasswordHasher) -> str:
     # Verified against when the email is unknown, so both paths cost one argon2 run.
-    return _hasher().hash("codeqr-no-such-user")
+    return hasher.hash("codeqr-no-such-user")
 
 
 def normalise_email(email: str) -> str:
@@ -96,7 +104,7 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
         select(User).where(User.email == normalise_email(email))
     ).first()
     if user is None:
-        verify_password(_dummy_hash(), password)
+        verify_password(_dummy_hash(_hasher()), password)
         return None
     if not verify_password(user.password_hash, password):
         return None

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from oauth.ratelimit import reset_login_limiter
-from tests.conftest import RESET_HOOKS, LiveServer
+from tests.conftest import LiveServer
 from tests.oauth.flow import OAuthSetup, create_oauth_setup
-
-if reset_login_limiter not in RESET_HOOKS:
-    RESET_HOOKS.append(reset_login_limiter)
 
 
 @pytest.fixture

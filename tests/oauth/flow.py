@@ -298,3 +298,123 @@ def obtain_tokens(
     finally:
         client.close()
     return dict(token)
+
+
+# --- building blocks for tests of single rules -----------------------------------------
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A fresh (code_verifier, S256 code_challenge)."""
+    from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+    verifier = secrets.token_urlsafe(48)
+    return verifier, create_s256_code_challenge(verifier)
+
+
+def authorize_query(
+    setup: OAuthSetup,
+    challenge: str | None,
+    *,
+    state: str = "state-123",
+    omit: Sequence[str] = (),
+    extra: Sequence[tuple[str, str]] = (),
+    **overrides: str,
+) -> list[tuple[str, str]]:
+    """Query parameters of an authorize request; ``omit`` drops some, ``extra`` adds
+    (possibly repeated) ones, keyword arguments replace values."""
+    params = {
+        "response_type": "code",
+        "client_id": setup.client_id,
+        "redirect_uri": setup.redirect_uri,
+        "scope": " ".join(ALL_SCOPES),
+        "state": state,
+        "code_challenge": challenge or "",
+        "code_challenge_method": "S256",
+    }
+    params.update(overrides)
+    pairs = [(k, v) for k, v in params.items() if k not in omit]
+    return pairs + list(extra)
+
+
+def logged_in_browser(base_url: str, setup: OAuthSetup) -> Browser:
+    browser = Browser(base_url)
+    answer = browser.login(setup.email, setup.password)
+    assert answer.status_code == 303, answer.text
+    return browser
+
+
+def issue_code(
+    base_url: str,
+    setup: OAuthSetup,
+    *,
+    workspace: str | None = None,
+    redirect_uri: str | None = None,
+    scope: str | None = None,
+) -> tuple[str, str]:
+    """Log in and consent; returns (code, code_verifier)."""
+    verifier, challenge = pkce_pair()
+    overrides = {"redirect_uri": redirect_uri or setup.redirect_uri}
+    if scope is not None:
+        overrides["scope"] = scope
+    query = authorize_query(setup, challenge, **overrides)
+    with logged_in_browser(base_url, setup) as browser:
+        consent = browser.http.get("/oauth/authorize", params=query)
+        assert consent.status_code == 200, consent.text
+        answer = browser.decide(consent, "allow", workspace or setup.workspace)
+    assert answer.status_code == 303, answer.text
+    params = parse_qs(urlsplit(answer.headers["location"]).query)
+    assert params["state"] == ["state-123"]
+    return params["code"][0], verifier
+
+
+def client_auth(setup: OAuthSetup) -> tuple[dict[str, str], Any]:
+    """(form fields, httpx auth) for the client's own way of authenticating."""
+    if setup.client_secret is None:
+        return {"client_id": setup.client_id}, None
+    return {}, httpx.BasicAuth(setup.client_id, setup.client_secret)
+
+
+def exchange_code(
+    http: httpx.Client,
+    setup: OAuthSetup,
+    code: str,
+    verifier: str | None,
+    **extra: str,
+) -> httpx.Response:
+    fields, auth = client_auth(setup)
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": setup.redirect_uri,
+        **fields,
+    }
+    if verifier is not None:
+        form["code_verifier"] = verifier
+    form.update(extra)
+    return http.post("/oauth/token", data=form, auth=auth)
+
+
+def refresh_tokens(
+    http: httpx.Client, setup: OAuthSetup, refresh_token: str, **extra: str
+) -> httpx.Response:
+    fields, auth = client_auth(setup)
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token, **fields}
+    form.update(extra)
+    return http.post("/oauth/token", data=form, auth=auth)
+
+
+def revoke_token(
+    http: httpx.Client, setup: OAuthSetup, token: str, **extra: str
+) -> httpx.Response:
+    fields, auth = client_auth(setup)
+    return http.post(
+        "/oauth/revoke", data={"token": token, **fields, **extra}, auth=auth
+    )
+
+
+def bearer_principal(access_token: str) -> Any:
+    """What the API sees for this access token (None: refused)."""
+    from oauth.principal import authenticate_bearer
+
+    with db.session_scope() as session:
+        return authenticate_bearer(session, access_token)
