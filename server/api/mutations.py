@@ -201,9 +201,7 @@ def _record_sale(
 
 async def _flush_clicks() -> None:
     """Clicks are written in batches: a click made a moment ago may still be queued."""
-    flush = getattr(get_click_writer(), "flush", None)
-    if flush is not None:
-        await flush()
+    await get_click_writer().flush()
 
 
 @strawberry.type(

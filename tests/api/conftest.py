@@ -42,7 +42,9 @@ class Tenant:
     link_key: str
 
 
-def make_tenant(slug: str, plan: str = "business", partner: str | None = None) -> Tenant:
+def make_tenant(
+    slug: str, plan: str = "business", partner: str | None = None
+) -> Tenant:
     workspace = create_workspace(slug, plan=plan)
     token = create_api_key(slug)
     link = create_link(
@@ -84,7 +86,12 @@ def add_click(tenant: Tenant, at: datetime | None = None) -> str:
     click_id = secrets.token_urlsafe(16)
     with session_scope() as session:
         session.add(
-            Click(id=click_id, workspace_id=tenant.id, link_id=tenant.link_id, timestamp=at)
+            Click(
+                id=click_id,
+                workspace_id=tenant.id,
+                link_id=tenant.link_id,
+                timestamp=at,
+            )
         )
         rollups.bump(
             session, workspace_id=tenant.id, moment=at, livemode=True, clicks=1

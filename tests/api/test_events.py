@@ -90,7 +90,9 @@ def test_events_pages_are_stable_when_events_arrive_between_pages(api: Api) -> N
         add_click(tenant, minutes_ago(minute + 100))
     customer = add_customer(tenant, "user_1")
     for minute in range(5):
-        add_lead(tenant, customer, at=minutes_ago(minute + 100.5), event_name=f"e{minute}")
+        add_lead(
+            tenant, customer, at=minutes_ago(minute + 100.5), event_name=f"e{minute}"
+        )
     expected = _ids(_page(api, tenant, first=100))
     assert len(expected) == 15
 
@@ -186,7 +188,9 @@ def test_events_first_out_of_range_is_bad_user_input(api: Api, first: int) -> No
 @pytest.mark.parametrize(
     "cursor", ["garbage", "", "eyJ4Ijox", "WyJjdXN0b21lcnMiLCIyMDI0LTAxLTAxIiwxXQ"]
 )
-def test_events_foreign_or_broken_cursor_is_bad_user_input(api: Api, cursor: str) -> None:
+def test_events_foreign_or_broken_cursor_is_bad_user_input(
+    api: Api, cursor: str
+) -> None:
     tenant = make_tenant("acme")
 
     codes = api.error_codes(EVENTS, {"after": cursor}, token=tenant.token)
