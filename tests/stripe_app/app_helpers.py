@@ -12,6 +12,7 @@ import httpx
 import stripe
 from sqlmodel import select
 
+from oauth.tokens import ACCESS_TOKEN_PREFIX
 from server.db import session_scope
 from server.models import (
     ApiKey,
@@ -46,8 +47,10 @@ def sign(
     timestamp: int | None = None,
 ) -> str:
     """What ``fetchStripeSignature()`` returns for this Dashboard user and account."""
-    return stripe.WebhookSignature.generate_signature_header(
-        signed_payload(user_id, account_id), secret, timestamp=timestamp
+    return str(
+        stripe.WebhookSignature.generate_signature_header(
+            signed_payload(user_id, account_id), secret, timestamp=timestamp
+        )
     )
 
 
@@ -146,7 +149,7 @@ def issue_access_token(
 ) -> str:
     """An OAuth access token as the authorization server stores it (hashed)."""
     ensure_app_client(client_id)
-    token = new_token("cqo_at_")  # oauth.tokens.ACCESS_TOKEN_PREFIX
+    token = new_token(ACCESS_TOKEN_PREFIX)
     now = utcnow()
     with session_scope() as session:
         session.add(

@@ -21,8 +21,10 @@ OTHER_SECRET = "absec_test_" + "e" * 32
 def _header(
     payload: str, secret: str = APP_SECRET, timestamp: int | None = None
 ) -> str:
-    return stripe.WebhookSignature.generate_signature_header(
-        payload, secret, timestamp=timestamp
+    return str(
+        stripe.WebhookSignature.generate_signature_header(
+            payload, secret, timestamp=timestamp
+        )
     )
 
 

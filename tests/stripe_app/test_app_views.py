@@ -9,8 +9,10 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+import stripe
 
-from tests.conftest import LiveServer, start_server
+from oauth.tokens import ACCESS_TOKEN_PREFIX
+from tests.conftest import APP_SECRET, LiveServer, start_server
 from tests.stripe_app.app_helpers import (
     ACCOUNT,
     OTHER_ACCOUNT,
@@ -109,7 +111,7 @@ def test_answers_and_refusals_carry_the_cors_header(live_server: LiveServer) -> 
     assert refused.headers["access-control-allow-origin"] == "*"
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/stripe/webhook", "/oauth/token"])
+@pytest.mark.parametrize("path", ["/healthz", "/stripe/webhook", "/oauth/authorize"])
 def test_routes_outside_the_app_endpoints_get_no_cors(
     live_server: LiveServer, path: str
 ) -> None:
@@ -207,11 +209,7 @@ def _bad_signatures() -> dict[str, Callable[[], str]]:
 
 
 def _sign_text(text: str) -> str:
-    import stripe
-
-    from tests.conftest import APP_SECRET
-
-    return stripe.WebhookSignature.generate_signature_header(text, APP_SECRET)
+    return str(stripe.WebhookSignature.generate_signature_header(text, APP_SECRET))
 
 
 @pytest.mark.parametrize("case", list(_bad_signatures()))
@@ -396,7 +394,7 @@ def test_connect_with_a_dead_access_token_is_a_401(
     token = {
         "expired": lambda: issue_access_token(workspace_id, user_id, expires_in=-1),
         "revoked": lambda: issue_access_token(workspace_id, user_id, revoked=True),
-        "unknown": lambda: "cqo_at_" + "x" * 43,
+        "unknown": lambda: ACCESS_TOKEN_PREFIX + "x" * 43,
     }[case]()
 
     with live_server.client() as client:

@@ -10,6 +10,7 @@ import json
 import re
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -449,7 +450,7 @@ def test_icon_is_a_300_by_300_png() -> None:
 def _broken(change: str) -> dict[str, Any]:
     manifest = copy.deepcopy(load_manifest())
     ui = manifest["ui_extension"]
-    edits = {
+    edits: dict[str, Callable[[], object]] = {
         "unknown-key": lambda: manifest.update(webhooks=[]),
         "missing-icon-key": lambda: manifest.pop("icon"),
         "id-with-slash": lambda: manifest.update(id="com/codeqr"),
