@@ -12,6 +12,11 @@ Every call is a JSON ``POST`` whose body carries ``user_id`` and ``account_id`` 
 - ``POST /stripe-app/disconnect``: unlinks the signed account and revokes the OAuth
   tokens of its workspace.
 
+The signature covers the two ids and a timestamp, not the path or the rest of the body,
+so within its five minutes one signature works on all three routes: each route only
+ever acts on the signed account, connect also needs the token, and every route is
+idempotent. Any Dashboard user of the account may see the status or disconnect it.
+
 The view runs in a sandboxed iframe whose origin is ``null``, so these routes (and only
 these) answer CORS preflights for any origin: the signature, not the origin, is what
 authenticates them, and no cookie is ever read. Failures are JSON
