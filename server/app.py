@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -68,7 +69,14 @@ async def lifespan(_app: Starlette) -> AsyncIterator[None]:
 def create_app() -> Starlette:
     settings = get_settings()
     configure_logging(settings.log_level)
-    return Starlette(routes=_routes(), lifespan=lifespan)
+    from server.redirects import ShortLinkFastPath
+
+    return Starlette(
+        routes=_routes(),
+        lifespan=lifespan,
+        # Short links skip the walk over every route (see server/redirects.py).
+        middleware=[Middleware(ShortLinkFastPath)],
+    )
 
 
 app = create_app()

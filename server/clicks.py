@@ -21,10 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, time
+from functools import lru_cache
+from typing import cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Connection, Dialect, Table, insert
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.concurrency import run_in_threadpool
 
@@ -32,7 +35,7 @@ from server import db
 from server.bus import BusEvent, get_bus
 from server.log_config import get_logger
 from server.models import Click
-from server.rollups import bump, hour_bucket
+from server.rollups import bump
 from server.settings import get_settings
 
 logger = get_logger(__name__)
@@ -49,7 +52,7 @@ class PendingClick:
     id: str
     workspace_id: int
     link_id: int
-    timestamp: datetime
+    timestamp: datetime  # aware, UTC (server.models.utcnow())
     referrer_host: str | None = None
     device: str | None = None
     browser: str | None = None
@@ -267,10 +270,28 @@ def store_clicks(batch: list[PendingClick]) -> list[PendingClick]:
     return stored
 
 
+def _hourly_counts(batch: list[PendingClick]) -> dict[tuple[int, datetime], int]:
+    """Clicks per (workspace, UTC hour). Keyed on plain attributes first: building an
+    hour datetime for every click cost more than inserting it."""
+    counts = Counter(
+        (c.workspace_id, c.timestamp.date(), c.timestamp.hour) for c in batch
+    )
+    return {
+        (workspace_id, datetime.combine(day, time(hour), tzinfo=UTC)): count
+        for (workspace_id, day, hour), count in counts.items()
+    }
+
+
 def _insert(batch: list[PendingClick]) -> None:
-    hourly = Counter((c.workspace_id, hour_bucket(c.timestamp)) for c in batch)
+    hourly = _hourly_counts(batch)
     with db.session_scope() as session:
-        session.execute(insert(_CLICK_TABLE), [c.row() for c in batch])
+        connection = session.connection()
+        if connection.dialect.name == "postgresql":
+            _copy_rows(connection, batch)
+        elif connection.dialect.name == "sqlite":
+            _executemany_rows(connection, batch)
+        else:
+            session.execute(insert(_CLICK_TABLE), [c.row() for c in batch])
         for (workspace_id, hour), count in sorted(hourly.items()):
             bump(
                 session,
@@ -279,6 +300,87 @@ def _insert(batch: list[PendingClick]) -> None:
                 livemode=True,
                 clicks=count,
             )
+
+
+# The click batch goes to the driver directly: SQLAlchemy's per-row parameter handling
+# cost as much as SQLite's own insert. Same columns, same values, same transaction.
+_COLUMNS = (
+    "id",
+    "workspace_id",
+    "link_id",
+    "timestamp",
+    "referrer_host",
+    "device",
+    "browser",
+    "country",
+)
+_COPY_SQL = "COPY click (" + ", ".join(_COLUMNS) + ") FROM STDIN"
+_SQLITE_SQL = (
+    "INSERT INTO click (id, workspace_id, link_id, timestamp, referrer_host, device,"
+    " browser, country) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _copy_rows(connection: Connection, batch: list[PendingClick]) -> None:
+    """PostgreSQL: COPY, the cheapest multi-row insert psycopg offers."""
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(_COPY_SQL) as copy:
+        for c in batch:
+            copy.write_row(
+                (
+                    c.id,
+                    c.workspace_id,
+                    c.link_id,
+                    c.timestamp,
+                    c.referrer_host,
+                    c.device,
+                    c.browser,
+                    c.country,
+                )
+            )
+
+
+def _executemany_rows(connection: Connection, batch: list[PendingClick]) -> None:
+    """SQLite: one prepared INSERT run for every row, timestamps stored the way
+    SQLAlchemy's column type stores them (so ORM reads see the same values)."""
+    to_db = _timestamp_processor(connection.dialect)
+    rows = [
+        (
+            c.id,
+            c.workspace_id,
+            c.link_id,
+            to_db(c.timestamp),
+            c.referrer_host,
+            c.device,
+            c.browser,
+            c.country,
+        )
+        for c in batch
+    ]
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(_SQLITE_SQL, rows)
+    finally:
+        cursor.close()
+
+
+@lru_cache(maxsize=4)
+def _timestamp_processor(dialect: Dialect) -> Callable[[datetime], object]:
+    """SQLAlchemy's own converter for the timestamp column, or an equivalent C-speed one
+    when it gives the same text (SQLAlchemy's cost more than SQLite's insert itself)."""
+    column_type = _CLICK_TABLE.c.timestamp.type.dialect_impl(dialect)
+    processor = column_type.bind_processor(dialect)
+    if processor is None:
+        return lambda value: value
+    sample = datetime(2024, 2, 29, 23, 5, 7, 1234, tzinfo=UTC)
+    for value in (sample, sample.replace(microsecond=0)):
+        if processor(value) != _iso_utc(value):
+            return cast(Callable[[datetime], object], processor)
+    return _iso_utc
+
+
+def _iso_utc(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
 
 
 # --- the process singleton -----------------------------------------------------------------

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 
+from sqlalchemy import Insert, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -27,19 +29,31 @@ def bump(
 ) -> None:
     """Add to the counters of the hour holding ``moment`` (an atomic upsert)."""
     dialect = session.get_bind().dialect.name
+    session.execute(
+        _upsert_statement(dialect),
+        {
+            "workspace_id": workspace_id,
+            "bucket": hour_bucket(moment),
+            "livemode": livemode,
+            "clicks": clicks,
+            "leads": leads,
+            "sales": sales,
+            "sale_amount": sale_amount,
+        },
+    )
+
+
+@lru_cache(maxsize=4)
+def _upsert_statement(dialect: str) -> Insert:
+    """Built once per dialect: constructing the ON CONFLICT statement (its ``excluded``
+    columns) cost milliseconds per call, more than running it."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = RollupHourly.__table__  # type: ignore[attr-defined]
     statement = insert(table).values(
-        workspace_id=workspace_id,
-        bucket=hour_bucket(moment),
-        livemode=livemode,
-        clicks=clicks,
-        leads=leads,
-        sales=sales,
-        sale_amount=sale_amount,
+        {name: bindparam(name, type_=table.c[name].type) for name in _COLUMNS}
     )
     excluded = statement.excluded
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=["workspace_id", "livemode", "bucket"],
         set_={
             "clicks": table.c.clicks + excluded.clicks,
@@ -48,4 +62,14 @@ def bump(
             "sale_amount": table.c.sale_amount + excluded.sale_amount,
         },
     )
-    session.execute(statement)
+
+
+_COLUMNS = (
+    "workspace_id",
+    "bucket",
+    "livemode",
+    "clicks",
+    "leads",
+    "sales",
+    "sale_amount",
+)
