@@ -9,7 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from authlib.oauth2.rfc6749 import InvalidRequestError, grants
+from authlib.oauth2.rfc6749 import (
+    InvalidRequestError,
+    UnsupportedTokenTypeError,
+    grants,
+)
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from sqlmodel import Session
@@ -158,6 +162,15 @@ class Revocation(RevocationEndpoint):  # type: ignore[misc]
     alone. Unknown tokens are answered 200 like known ones."""
 
     CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    def check_params(self, request: Any, client: OAuthClient) -> None:
+        """As Authlib's, but ``unsupported_token_type`` is a 400 like every error of
+        RFC 6749 §5.2 (RFC 7009 §2.2.1), not Authlib's 401."""
+        try:
+            super().check_params(request, client)
+        except UnsupportedTokenTypeError as error:
+            error.status_code = 400
+            raise
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
         """The hint is only a hint (RFC 7009 §2.1): the token's own prefix says which
