@@ -96,9 +96,12 @@ class ClickWriter:
         self._batch_wanted = asyncio.Event()
         self._lingering = False
         self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        # Counters for logs, tests and the benchmark.
         self.accepted = 0
         self.written = 0
         self.dropped = 0
+        self.full_waits = 0
+        self.failed_batches = 0
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -148,6 +151,7 @@ class ClickWriter:
         queue = self._queue
         assert queue is not None
         if queue.full():
+            self.full_waits += 1
             await queue.put(click)
         else:
             queue.put_nowait(click)
@@ -217,6 +221,7 @@ class ClickWriter:
             try:
                 return await run_in_threadpool(store_clicks, batch)
             except Exception:
+                self.failed_batches += 1
                 logger.exception(
                     "clicks.batch_failed", count=len(batch), retry_in_seconds=delay
                 )
@@ -253,21 +258,37 @@ def store_clicks(batch: list[PendingClick]) -> list[PendingClick]:
     try:
         _insert(batch)
         return batch
-    except (IntegrityError, DataError):
+    except Exception as exc:
+        if not _is_refusal(exc):
+            raise
         logger.warning("clicks.batch_refused_isolating_rows", count=len(batch))
     stored: list[PendingClick] = []
     for click in batch:
         try:
             _insert([click])
             stored.append(click)
-        except (IntegrityError, DataError) as exc:
+        except Exception as exc:
+            if not _is_refusal(exc):
+                raise
             logger.error(
                 "clicks.row_dropped",
                 click_id=click.id,
                 link_id=click.link_id,
-                error=type(exc.orig).__name__,
+                error=type(exc).__name__,
             )
     return stored
+
+
+def _is_refusal(exc: Exception) -> bool:
+    """The database refused the data itself (a constraint, a bad value): retrying the same
+    rows cannot succeed. The driver's own exceptions count too (COPY and executemany run
+    below SQLAlchemy, which then does not wrap them)."""
+    if isinstance(exc, (IntegrityError, DataError)):
+        return True
+    return any(cls.__name__ in _REFUSALS for cls in type(exc).__mro__)
+
+
+_REFUSALS = frozenset({"IntegrityError", "DataError"})
 
 
 def _hourly_counts(batch: list[PendingClick]) -> dict[tuple[int, datetime], int]:
