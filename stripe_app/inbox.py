@@ -8,18 +8,30 @@ written once for SQLite and PostgreSQL:
   ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``, so two workers
   (threads, processes or hosts) never take the same event; on SQLite the same single
   statement is atomic under the database's write lock;
-- finishing is conditional on the event still being pending, inside the transaction of
-  the handler's own writes (see :mod:`stripe_app.worker`)."""
+- marking an event done is conditional on its still being pending, and happens inside
+  the transaction of the handler's own writes (see :mod:`stripe_app.worker`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, Table, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Engine,
+    Insert,
+    Table,
+    Update,
+    bindparam,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from server.models import InboxStatus, StripeEvent, utcnow
@@ -51,6 +63,17 @@ class ClaimedEvent:
     payload: str
     attempts: int
     received_at: datetime
+
+
+@contextmanager
+def transaction(bind: Engine | Connection) -> Iterator[Connection]:
+    """A transaction on a new pooled connection (an engine) or on the given one."""
+    if isinstance(bind, Engine):
+        with bind.begin() as conn:
+            yield conn
+    else:
+        with bind.begin():
+            yield bind
 
 
 def clip(reason: str) -> str:
@@ -98,7 +121,9 @@ def store(engine: Engine, event: IncomingEvent, skip_reason: str | None = None) 
 # --- claiming ------------------------------------------------------------------------
 
 
-def claim_due(engine: Engine, limit: int, lease_seconds: float) -> list[ClaimedEvent]:
+def claim_due(
+    bind: Engine | Connection, limit: int, lease_seconds: float
+) -> list[ClaimedEvent]:
     """Lease up to ``limit`` due pending events (oldest first) to the caller."""
     now = utcnow()
     due = (
@@ -127,7 +152,7 @@ def claim_due(engine: Engine, limit: int, lease_seconds: float) -> list[ClaimedE
             TABLE.c.received_at,
         )
     )
-    with engine.begin() as conn:
+    with transaction(bind) as conn:
         rows = conn.execute(statement).all()
 
     claimed = [ClaimedEvent(*row) for row in rows]
@@ -136,11 +161,11 @@ def claim_due(engine: Engine, limit: int, lease_seconds: float) -> list[ClaimedE
     return claimed
 
 
-def release(engine: Engine, ids: Sequence[str]) -> None:
+def release(bind: Engine | Connection, ids: Sequence[str]) -> None:
     """Give back leased events that were not handled (the worker is stopping)."""
     if not ids:
         return
-    with engine.begin() as conn:
+    with transaction(bind) as conn:
         conn.execute(
             update(TABLE)
             .where(TABLE.c.id.in_(ids), TABLE.c.status == InboxStatus.PENDING)
@@ -151,16 +176,56 @@ def release(engine: Engine, ids: Sequence[str]) -> None:
 # --- finishing (inside the caller's transaction) -------------------------------------
 
 
-def lock_pending(conn: Connection, event_id: str, lease_seconds: float) -> int | None:
-    """Take the row lock of a still-pending event and renew its lease: the first write of
-    the event's transaction. Returns its attempts, or None when it is no longer pending
-    (another worker finished it after our lease ran out)."""
-    now = utcnow()
-    row = conn.execute(
+def _param(name: str, column: str) -> BindParameter[Any]:
+    return bindparam(name, type_=TABLE.c[column].type)
+
+
+def _update_pending(**values: Any) -> Update:
+    """``UPDATE stripe_event SET ... WHERE id = :event_id AND status = 'pending'``,
+    built once: these run for every event."""
+    return (
         update(TABLE)
-        .where(TABLE.c.id == event_id, TABLE.c.status == InboxStatus.PENDING)
-        .values(locked_until=now + timedelta(seconds=lease_seconds))
-        .returning(TABLE.c.attempts)
+        .where(
+            TABLE.c.id == bindparam("event_id"), TABLE.c.status == InboxStatus.PENDING
+        )
+        .values(**values)
+    )
+
+
+_MARK_DONE = _update_pending(
+    status=InboxStatus.DONE,
+    reason=None,
+    workspace_id=_param("new_workspace_id", "workspace_id"),
+    processed_at=_param("now", "processed_at"),
+    locked_until=None,
+).returning(TABLE.c.attempts)
+
+_FINISH = _update_pending(
+    status=_param("new_status", "status"),
+    reason=_param("new_reason", "reason"),
+    workspace_id=_param("new_workspace_id", "workspace_id"),
+    processed_at=_param("now", "processed_at"),
+    locked_until=None,
+)
+
+_SCHEDULE_RETRY = _update_pending(
+    attempts=_param("new_attempts", "attempts"),
+    next_attempt_at=_param("due_at", "next_attempt_at"),
+    reason=_param("new_reason", "reason"),
+    workspace_id=_param("new_workspace_id", "workspace_id"),
+    locked_until=None,
+)
+
+
+def mark_done(conn: Connection, event_id: str, workspace_id: int | None) -> int | None:
+    """The first write of an event's transaction: mark the event done if it is still
+    pending, which also locks its row until the commit (or the write lock on SQLite).
+    The handler's writes follow in the same transaction; if it fails, the rollback
+    undoes this mark too. Returns the attempts so far, or None when the event is no
+    longer pending (another worker finished it after our lease ran out)."""
+    row = conn.execute(
+        _MARK_DONE,
+        {"event_id": event_id, "new_workspace_id": workspace_id, "now": utcnow()},
     ).first()
     return None if row is None else int(row[0])
 
@@ -173,17 +238,15 @@ def finish(
     workspace_id: int | None = None,
 ) -> bool:
     """Mark a pending event done, skipped or dead; False when it was not pending."""
-    now = utcnow()
     result = conn.execute(
-        update(TABLE)
-        .where(TABLE.c.id == event_id, TABLE.c.status == InboxStatus.PENDING)
-        .values(
-            status=status,
-            reason=clip(reason) if reason else None,
-            workspace_id=workspace_id,
-            processed_at=now,
-            locked_until=None,
-        )
+        _FINISH,
+        {
+            "event_id": event_id,
+            "new_status": status,
+            "new_reason": clip(reason) if reason else None,
+            "new_workspace_id": workspace_id,
+            "now": utcnow(),
+        },
     )
     return bool(result.rowcount == 1)
 
@@ -198,15 +261,14 @@ def schedule_retry(
 ) -> bool:
     """Count a failed attempt and make the event due again at ``next_attempt_at``."""
     result = conn.execute(
-        update(TABLE)
-        .where(TABLE.c.id == event_id, TABLE.c.status == InboxStatus.PENDING)
-        .values(
-            attempts=attempts,
-            next_attempt_at=next_attempt_at,
-            reason=clip(reason),
-            workspace_id=workspace_id,
-            locked_until=None,
-        )
+        _SCHEDULE_RETRY,
+        {
+            "event_id": event_id,
+            "new_attempts": attempts,
+            "due_at": next_attempt_at,
+            "new_reason": clip(reason),
+            "new_workspace_id": workspace_id,
+        },
     )
     return bool(result.rowcount == 1)
 
@@ -299,7 +361,10 @@ def requeue(
         if before:
             conn.execute(
                 update(TABLE)
-                .where(TABLE.c.id.in_([event.id for event in before]))
+                .where(
+                    TABLE.c.id.in_([event.id for event in before]),
+                    TABLE.c.status.in_(REPLAYABLE),
+                )
                 .values(
                     status=InboxStatus.PENDING,
                     attempts=0,

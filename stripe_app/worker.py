@@ -1,8 +1,8 @@
 """The inbox worker: takes due events from the inbox and runs their handlers.
 
-One event is one transaction. It starts by locking the event's row (still pending?),
-runs the handler, and marks the row done in the same transaction, so a crash can neither
-mark an event done without its effects nor apply them twice. When the handler raises,
+One event is one transaction. Its first write marks the event's row done if it is still
+pending (which locks the row), then the handler runs, and the commit keeps both: a crash
+can neither mark an event done without its effects nor apply them twice. When the handler raises,
 everything it wrote is rolled back and the row is updated in a fresh transaction:
 :class:`~stripe_app.registry.SkipEvent` -> skipped; :class:`~stripe_app.registry.RetryLater`
 or an unexpected error -> due again after an exponential backoff, dead after
@@ -31,11 +31,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
 from sqlmodel import Session, select
 
 from server import bus
-from server.db import get_engine, is_sqlite, session_scope
+from server.db import get_engine, is_sqlite
 from server.log_config import get_logger
 from server.models import InboxStatus, Workspace, plan_allows_conversions, utcnow
 from server.settings import Settings, get_settings
@@ -110,26 +110,28 @@ def process_batch(
 ) -> BatchReport:
     """Claim up to ``limit`` due events and handle them one transaction each.
 
-    With ``stop`` set between two events, the rest of the batch is given back. The bus
-    notifications of committed events are returned in the report for the caller to
-    publish (the async worker does; callers without an event loop may drop them)."""
+    The batch uses one connection (one pool checkout); with ``stop`` set between two
+    events, the rest of the batch is given back. The bus notifications of committed
+    events are returned in the report for the caller to publish (the async worker does;
+    callers without an event loop may drop them)."""
     settings = get_settings()
     engine = engine or worker_engine()
-    claimed = inbox.claim_due(
-        engine, limit or settings.worker_batch_size, LEASE_SECONDS
-    )
-    report = BatchReport(claimed=len(claimed))
-    if not claimed:
-        return report
+    with engine.connect() as conn:
+        claimed = inbox.claim_due(
+            conn, limit or settings.worker_batch_size, LEASE_SECONDS
+        )
+        report = BatchReport(claimed=len(claimed))
+        if not claimed:
+            return report
 
-    workspaces = _WorkspaceCache(engine, {e.account for e in claimed if e.account})
-    for index, event in enumerate(claimed):
-        if stop is not None and stop.is_set():
-            rest = [e.id for e in claimed[index:]]
-            inbox.release(engine, rest)
-            report.released = len(rest)
-            break
-        _process_one(engine, settings, event, workspaces, report)
+        workspaces = _WorkspaceCache(conn, {e.account for e in claimed if e.account})
+        for index, event in enumerate(claimed):
+            if stop is not None and stop.is_set():
+                rest = [e.id for e in claimed[index:]]
+                inbox.release(conn, rest)
+                report.released = len(rest)
+                break
+            _process_one(conn, settings, event, workspaces, report)
     return report
 
 
@@ -143,13 +145,13 @@ def process_due_events(limit: int | None = None) -> int:
 class _WorkspaceCache:
     """The workspaces of one batch, read once, keyed by linked Stripe account."""
 
-    def __init__(self, engine: Engine, accounts: set[str]) -> None:
-        self._engine = engine
+    def __init__(self, conn: Connection, accounts: set[str]) -> None:
+        self._conn = conn
         self._by_account: dict[str, Workspace | None] = dict.fromkeys(accounts)
         self._load(accounts)
 
     def _load(self, accounts: set[str]) -> None:
-        with Session(self._engine, expire_on_commit=False) as session:
+        with Session(bind=self._conn, expire_on_commit=False) as session:
             rows = session.exec(
                 select(Workspace).where(Workspace.stripe_account_id.in_(accounts))  # type: ignore[union-attr]
             ).all()
@@ -171,7 +173,7 @@ class _WorkspaceCache:
 
 
 def _process_one(
-    engine: Engine,
+    conn: Connection,
     settings: Settings,
     event: ClaimedEvent,
     workspaces: _WorkspaceCache,
@@ -181,28 +183,25 @@ def _process_one(
     workspace = workspaces.get(event.account) if event.account else None
     skip_reason = _skip_reason(event, handler is not None, workspace)
     if skip_reason is not None or handler is None or workspace is None:
-        _finish_alone(engine, event, InboxStatus.SKIPPED, skip_reason or "", workspace)
+        _finish_alone(conn, event, InboxStatus.SKIPPED, skip_reason or "", workspace)
         report.skipped += 1
         return
 
     attempts = event.attempts
     try:
-        with session_scope(engine) as session:
-            locked = inbox.lock_pending(session.connection(), event.id, LEASE_SECONDS)
+        with Session(bind=conn, expire_on_commit=False) as session, session.begin():
+            locked = inbox.mark_done(session.connection(), event.id, workspace.id)
             if locked is None:
                 report.lost += 1
                 return
             attempts = locked
             handler(session, _context(event, session.merge(workspace, load=False)))
-            inbox.finish(
-                session.connection(), event.id, InboxStatus.DONE, None, workspace.id
-            )
             published = bus.take_pending(session)
     except registry.SkipEvent as exc:
-        _finish_alone(engine, event, InboxStatus.SKIPPED, exc.reason, workspace)
+        _finish_alone(conn, event, InboxStatus.SKIPPED, exc.reason, workspace)
         report.skipped += 1
     except registry.RetryLater as exc:
-        _retry(engine, settings, event, attempts, exc.reason, workspace, report)
+        _retry(conn, settings, event, attempts, exc.reason, workspace, report)
     except Exception as exc:
         logger.exception(
             "worker.event.failed",
@@ -210,7 +209,7 @@ def _process_one(
             type=event.type,
             attempts=attempts + 1,
         )
-        _retry(engine, settings, event, attempts, _describe(exc), workspace, report)
+        _retry(conn, settings, event, attempts, _describe(exc), workspace, report)
     else:
         report.done += 1
         report.bus_events.extend(published)
@@ -269,14 +268,14 @@ def _describe(exc: Exception) -> str:
 
 
 def _finish_alone(
-    engine: Engine,
+    conn: Connection,
     event: ClaimedEvent,
     status: InboxStatus,
     reason: str,
     workspace: Workspace | None,
 ) -> None:
     workspace_id = workspace.id if workspace else None
-    with engine.begin() as conn:
+    with conn.begin():
         changed = inbox.finish(conn, event.id, status, reason, workspace_id)
     if changed:
         logger.info(
@@ -297,7 +296,7 @@ def backoff_seconds(attempts: int, base: float) -> float:
 
 
 def _retry(
-    engine: Engine,
+    conn: Connection,
     settings: Settings,
     event: ClaimedEvent,
     attempts_before: int,
@@ -308,7 +307,7 @@ def _retry(
     attempts = attempts_before + 1
     workspace_id = workspace.id if workspace else None
     if attempts >= settings.worker_max_attempts:
-        with engine.begin() as conn:
+        with conn.begin():
             inbox.schedule_retry(
                 conn, event.id, attempts, utcnow(), reason, workspace_id
             )
@@ -324,7 +323,7 @@ def _retry(
         return
 
     delay = backoff_seconds(attempts, settings.worker_backoff_base_seconds)
-    with engine.begin() as conn:
+    with conn.begin():
         inbox.schedule_retry(
             conn,
             event.id,

@@ -12,7 +12,6 @@ from tests.conftest import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET
 from tests.stripe_app.conftest import fixture_bytes, sign
 
 BODY = fixture_bytes("event_checkout_session_completed.json")
-NOW = int(time.time())
 OTHER_SECRET = "whsec_other_" + "9" * 30
 
 
@@ -32,25 +31,31 @@ def _ours_accepts(body: bytes, header: str, secrets: list[str]) -> bool:
     return True
 
 
-HEADERS = {
-    "signed now": sign(BODY),
-    "signed by the other configured secret": sign(BODY, secret=OLD_WEBHOOK_SECRET),
-    "unknown secret": sign(BODY, secret=OTHER_SECRET),
-    "stale": sign(BODY, timestamp=NOW - 301),
-    "just in time": sign(BODY, timestamp=NOW - 250),
-    "spaces after commas": sign(BODY).replace(",", ", "),
-    "uppercase hex": sign(BODY).upper().replace("T=", "t=").replace("V1=", "v1="),
-    "two v1, second valid": f"{sign(BODY, secret=OTHER_SECRET)},{sign(BODY)[-67:]}",
-    "v0 before v1": f"t={NOW},v0=abc," + sign(BODY, timestamp=NOW).split(",")[1],
-    "no t": sign(BODY).split(",")[1],
-    "empty": ",",
-    "truncated signature": sign(BODY)[:-2],
-}
+def _headers() -> dict[str, str]:
+    # Built when a test runs: the timestamps are relative to that moment.
+    now = int(time.time())
+    return {
+        "signed now": sign(BODY),
+        "signed by the other configured secret": sign(BODY, secret=OLD_WEBHOOK_SECRET),
+        "unknown secret": sign(BODY, secret=OTHER_SECRET),
+        "stale": sign(BODY, timestamp=now - 301),
+        "just in time": sign(BODY, timestamp=now - 250),
+        "spaces after commas": sign(BODY).replace(",", ", "),
+        "uppercase hex": sign(BODY).upper().replace("T=", "t=").replace("V1=", "v1="),
+        "two v1, second valid": f"{sign(BODY, secret=OTHER_SECRET)},{sign(BODY)[-67:]}",
+        "v0 before v1": f"t={now},v0=abc," + sign(BODY, timestamp=now).split(",")[1],
+        "no t": sign(BODY).split(",")[1],
+        "empty": ",",
+        "truncated signature": sign(BODY)[:-2],
+    }
 
 
-@pytest.mark.parametrize("name", list(HEADERS))
+CASES = list(_headers())
+
+
+@pytest.mark.parametrize("name", CASES)
 def test_signature_verify_agrees_with_the_sdk(name: str) -> None:
-    header = HEADERS[name]
+    header = _headers()[name]
     configured = [WEBHOOK_SECRET, OLD_WEBHOOK_SECRET]
 
     sdk = any(_sdk_accepts(BODY, header, secret) for secret in configured)
@@ -59,16 +64,17 @@ def test_signature_verify_agrees_with_the_sdk(name: str) -> None:
 
 
 def test_signature_verify_refuses_far_future_dates_unlike_the_sdk() -> None:
-    header = sign(BODY, timestamp=NOW + 400)
+    header = sign(BODY, timestamp=int(time.time()) + 400)
 
     assert _sdk_accepts(BODY, header, WEBHOOK_SECRET)  # the SDK checks the past only
     assert not _ours_accepts(BODY, header, [WEBHOOK_SECRET])
 
 
 def test_signature_verify_returns_the_signed_timestamp() -> None:
-    header = sign(BODY, timestamp=NOW - 5)
+    signed_at = int(time.time()) - 5
+    header = sign(BODY, timestamp=signed_at)
 
-    assert verify(BODY, header, [WEBHOOK_SECRET.encode()], 300) == NOW - 5
+    assert verify(BODY, header, [WEBHOOK_SECRET.encode()], 300) == signed_at
 
 
 def test_signature_verify_refuses_a_tolerance_of_zero() -> None:
@@ -84,11 +90,11 @@ def test_signature_verify_checks_non_ascii_bodies_over_their_utf8_bytes() -> Non
 
 def test_signature_parse_header_ignores_non_ascii_signatures() -> None:
     with pytest.raises(SignatureError, match="no v1 signature"):
-        parse_header(f"t={NOW},v1=é")
+        parse_header("t=1785412800,v1=é")
 
 
 def test_signature_parse_header_caps_the_number_of_signatures() -> None:
-    header = f"t={NOW}," + ",".join(["v1=00"] * 33)
+    header = "t=1785412800," + ",".join(["v1=00"] * 33)
 
     with pytest.raises(SignatureError, match="too many v1 signatures"):
         parse_header(header)
