@@ -102,11 +102,20 @@ def make_bus(url: str | None = None) -> EventBus:
     from server.settings import get_settings
 
     url = url or get_settings().broker_url
-    if url.startswith("memory://"):
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "memory":
         return MemoryBus()
-    # Redis and PostgreSQL buses: see server/bus_remote.py (TODO(#2) until it lands).
+    if scheme in {"redis", "rediss", "unix"}:
+        from server.bus_remote import RedisBus
+
+        return RedisBus(url)
+    if scheme in {"postgresql", "postgres", "postgresql+psycopg"}:
+        from server.bus_remote import PostgresBus
+
+        return PostgresBus(url)
     raise ValueError(
-        f"CODEQR_BROKER_URL scheme not supported yet: {url.split(':')[0]!r}"
+        f"CODEQR_BROKER_URL scheme {scheme!r} is not supported: use memory://, "
+        "redis://host:port/db or postgresql://user@host/db"
     )
 
 
