@@ -319,7 +319,7 @@ def authorize_query(
     omit: Sequence[str] = (),
     extra: Sequence[tuple[str, str]] = (),
     **overrides: str,
-) -> list[tuple[str, str]]:
+) -> httpx.QueryParams:
     """Query parameters of an authorize request; ``omit`` drops some, ``extra`` adds
     (possibly repeated) ones, keyword arguments replace values."""
     params = {
@@ -332,8 +332,10 @@ def authorize_query(
         "code_challenge_method": "S256",
     }
     params.update(overrides)
-    pairs = [(k, v) for k, v in params.items() if k not in omit]
-    return pairs + list(extra)
+    pairs: list[tuple[str, str | int | float | bool | None]] = [
+        (k, v) for k, v in [*params.items(), *extra] if k not in omit
+    ]
+    return httpx.QueryParams(pairs)
 
 
 def logged_in_browser(base_url: str, setup: OAuthSetup) -> Browser:
@@ -353,10 +355,12 @@ def issue_code(
 ) -> tuple[str, str]:
     """Log in and consent; returns (code, code_verifier)."""
     verifier, challenge = pkce_pair()
-    overrides = {"redirect_uri": redirect_uri or setup.redirect_uri}
-    if scope is not None:
-        overrides["scope"] = scope
-    query = authorize_query(setup, challenge, **overrides)
+    query = authorize_query(
+        setup,
+        challenge,
+        redirect_uri=redirect_uri or setup.redirect_uri,
+        scope=" ".join(ALL_SCOPES) if scope is None else scope,
+    )
     with logged_in_browser(base_url, setup) as browser:
         consent = browser.http.get("/oauth/authorize", params=query)
         assert consent.status_code == 200, consent.text
