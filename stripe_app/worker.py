@@ -142,6 +142,18 @@ def process_due_events(limit: int | None = None) -> int:
     return process_batch(limit).handled
 
 
+def drain(max_batches: int = 100) -> int:
+    """Handle batch after batch until no event is due (at most ``max_batches``);
+    returns how many were handled. For tests, the CLI and benchmarks."""
+    total = 0
+    for _ in range(max_batches):
+        report = process_batch()
+        total += report.handled
+        if not report.claimed:
+            break
+    return total
+
+
 class _WorkspaceCache:
     """The workspaces of one batch, read once, keyed by linked Stripe account."""
 

@@ -418,3 +418,23 @@ def test_parse_event_takes_the_inbox_fields_of_every_fixture_event() -> None:
 def test_parse_event_refuses_an_account_that_is_not_a_string() -> None:
     with pytest.raises(RejectedWebhook, match="account is not a string"):
         parse_event(event_bytes(CUSTOMER_CREATED, account={"id": ACCOUNT}))
+
+
+def test_webhook_logs_neither_the_signature_header_nor_the_secret(
+    receiver: LiveServer,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    body = fixture_bytes(CUSTOMER_CREATED)
+    good = sign(body)
+    stale = sign(body, timestamp=int(time.time()) - 600)
+
+    with caplog.at_level("INFO"), receiver.client() as client:
+        assert deliver(client, body, good).status_code == 200
+        assert deliver(client, body, stale).status_code == 400
+
+    logged = caplog.text + capfd.readouterr().err
+    assert "webhook.accepted" in logged
+    assert "webhook.rejected" in logged
+    for secret in (good.split("v1=")[1], stale.split("v1=")[1], WEBHOOK_SECRET):
+        assert secret not in logged

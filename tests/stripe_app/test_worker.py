@@ -25,7 +25,13 @@ from server.models import InboxStatus, Partner, StripeEvent, utcnow
 from server.settings import get_settings, reset_settings
 from stripe_app import inbox
 from stripe_app.registry import EventContext, RetryLater, SkipEvent
-from stripe_app.worker import Worker, backoff_seconds, process_batch, process_due_events
+from stripe_app.worker import (
+    Worker,
+    backoff_seconds,
+    drain,
+    process_batch,
+    process_due_events,
+)
 from tests.conftest import LiveServer, start_server
 from tests.stripe_app.conftest import (
     ACCOUNT,
@@ -380,6 +386,23 @@ def test_worker_handles_a_batch_in_event_creation_order(
         "evt_order_2",
         "evt_order_0",
     ]
+
+
+def test_worker_drain_handles_batch_after_batch_until_none_is_due(
+    settings_env: dict[str, str],
+    register_handler: Register,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CODEQR_WORKER_BATCH_SIZE", "4")
+    reset_settings()
+    make_workspace()
+    handler = register_handler("customer.created")
+    for n in range(10):
+        _store(f"evt_drain_{n}")
+
+    assert drain() == 10
+    assert len(handler.calls) == 10
+    assert drain() == 0
 
 
 def test_two_workers_handle_each_of_200_events_exactly_once(
