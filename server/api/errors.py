@@ -2,7 +2,12 @@
 
 Expected failures are :class:`ApiError` subclasses raised by resolvers; their message is
 written for the client. Parse, validation and variable errors keep graphql-core's message.
-Anything else is masked as ``INTERNAL_SERVER_ERROR`` and logged with its traceback."""
+Anything else is masked as ``INTERNAL_SERVER_ERROR`` and logged with its traceback.
+
+Beside the specific ``code``, ``extensions.classification`` gives the broad class, with
+Spring GraphQL's names: ``BAD_REQUEST`` when the request was refused (fix the request, the
+token or the plan), ``INTERNAL_ERROR`` when the server failed. Generic clients and tools
+(schemathesis among them) tell the two apart by it without knowing our codes."""
 
 from __future__ import annotations
 
@@ -22,6 +27,9 @@ BAD_REQUEST = "BAD_REQUEST"
 PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 INTERNAL = "INTERNAL_SERVER_ERROR"
+
+REFUSED = "BAD_REQUEST"
+FAILED = "INTERNAL_ERROR"
 
 MASKED_MESSAGE = "Unexpected error; it was logged on the server."
 
@@ -107,7 +115,12 @@ class CodedMaskErrors(MaskErrors):
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         processed = super()._process_errors(errors)
         for error in processed:
-            error.extensions = {**(error.extensions or {}), "code": code_of(error)}
+            code = code_of(error)
+            error.extensions = {
+                **(error.extensions or {}),
+                "code": code,
+                "classification": FAILED if code == INTERNAL else REFUSED,
+            }
         return processed
 
 
@@ -117,7 +130,5 @@ def _should_mask(error: GraphQLError) -> bool:
 
 def error_body(message: str, code: str) -> dict[str, Any]:
     """A GraphQL response carrying one error, for failures outside execution."""
-    return {
-        "data": None,
-        "errors": [{"message": message, "extensions": {"code": code}}],
-    }
+    extensions = {"code": code, "classification": REFUSED}
+    return {"data": None, "errors": [{"message": message, "extensions": extensions}]}

@@ -98,7 +98,9 @@ body whose `extensions.code` is UNAUTHENTICATED; a WebSocket is closed with 4403
 Errors: every error carries `extensions.code`: UNAUTHENTICATED, FORBIDDEN (the token
 lacks a scope: conversions:read for queries and subscriptions, conversions:write for
 mutations), BAD_USER_INPUT, NOT_FOUND, PLAN_REQUIRED, GRAPHQL_PARSE_FAILED,
-GRAPHQL_VALIDATION_FAILED, BAD_REQUEST, or INTERNAL_SERVER_ERROR (masked, logged).
+GRAPHQL_VALIDATION_FAILED, BAD_REQUEST, or INTERNAL_SERVER_ERROR (masked, logged);
+and `extensions.classification`: BAD_REQUEST when the request was refused,
+INTERNAL_ERROR when the server failed.
 
 Test mode: rows from Stripe test mode (livemode false) are left out of events,
 funnel, time series and commissions unless `includeTestMode: true` is passed."""

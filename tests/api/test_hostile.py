@@ -192,4 +192,7 @@ def test_unexpected_resolver_failure_is_masked_with_a_code() -> None:
     assert result.errors is not None
     formatted = result.errors[0].formatted
     assert formatted["message"] == MASKED_MESSAGE
-    assert formatted["extensions"] == {"code": "INTERNAL_SERVER_ERROR"}
+    assert formatted["extensions"] == {
+        "code": "INTERNAL_SERVER_ERROR",
+        "classification": "INTERNAL_ERROR",
+    }
