@@ -4,7 +4,15 @@ Authlib's server core is synchronous and framework-neutral: it reads parameters 
 ``OAuth2Request`` whose ``payload`` merges the query and the form, whose ``args`` and
 ``form`` are the two halves, and whose ``headers`` must stay case-insensitive (Basic
 client authentication reads ``Authorization``). The form is read here, in async code,
-before the request is handed to Authlib in a worker thread."""
+before the request is handed to Authlib in a worker thread.
+
+Transport: Authlib refuses to build a request whose URL is plain http, except for
+``localhost`` and loopback addresses. That is exactly right for us, so
+``AUTHLIB_INSECURE_TRANSPORT`` is never set, not even in tests (the test server listens
+on http://127.0.0.1, which Authlib accepts as loopback). In production the service
+sits behind TLS; ``codeqr serve`` trusts the proxy's ``X-Forwarded-Proto`` from
+127.0.0.1, so the URL Authlib sees is https. A plain-http request from anywhere else is
+answered 400 ``invalid_request`` (``oauth.routes``), never a 500."""
 
 from __future__ import annotations
 

@@ -221,6 +221,11 @@ def _validate_authorization(
                 f"The parameter '{repeated[0]}' was sent more than once.",
                 redirect_uri=_redirect_target(server, request),
             )
+        if not request.payload.response_type:
+            raise InvalidRequestError(
+                "Missing 'response_type'.",
+                redirect_uri=_redirect_target(server, request),
+            )
         return server.get_consent_grant(request, end_user=None)
     except OAuth2Error as error:
         error.state = request.payload.state

@@ -11,10 +11,18 @@ from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from server.log_config import get_logger
-from server.models import Membership, User, Workspace, plan_allows_conversions
+from server.models import (
+    Membership,
+    OAuthToken,
+    User,
+    Workspace,
+    plan_allows_conversions,
+    utcnow,
+)
 from server.models.auth import ROLES
 from server.settings import get_settings
 
@@ -94,6 +102,20 @@ def add_membership(
         "membership.created", user_id=user.id, workspace_id=workspace.id, role=role
     )
     return membership
+
+
+def change_password(session: Session, user: User, new_password: str) -> int:
+    """Set a new password. Every browser session ends (sessions carry a fingerprint of
+    the hash) and every OAuth token of the user is revoked; returns how many pairs."""
+    user.password_hash = hash_password(new_password)
+    session.add(user)
+    result = session.exec(
+        update(OAuthToken)
+        .where(col(OAuthToken.user_id) == user.id, col(OAuthToken.revoked_at).is_(None))
+        .values(revoked_at=utcnow())
+    )
+    logger.info("user.password_changed", user_id=user.id, revoked_pairs=result.rowcount)
+    return int(result.rowcount)
 
 
 def authenticate(session: Session, email: str, password: str) -> User | None:

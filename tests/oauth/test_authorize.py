@@ -481,3 +481,39 @@ def test_authorize_answers_no_cors(
         )
     for response in (preflight, get):
         assert "access-control-allow-origin" not in response.headers
+
+
+def test_authorize_missing_response_type_redirects_invalid_request(
+    live_server: LiveServer, stripe_app: OAuthSetup
+) -> None:
+    browser, response = _open(live_server, stripe_app, omit=["response_type"])
+    with browser:
+        assert response.status_code == 302
+        params = _redirect_params(response)
+        assert params["error"] == ["invalid_request"]
+        assert params["state"] == ["state-123"]
+
+
+def test_plain_http_from_a_non_loopback_host_is_refused_not_crashed(
+    settings_env: dict[str, str],
+) -> None:
+    """Behind a proxy that does not forward the scheme, Authlib sees http: the answer
+    is a clear 400, never a 500 (and never an insecure exchange)."""
+    import asyncio
+
+    from server.app import create_app
+
+    async def call() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=create_app())
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://codeqr.example"
+        ) as http:
+            page = await http.get("/oauth/authorize", params={"client_id": "x"})
+            token = await http.post("/oauth/token", data={"grant_type": "x"})
+        return page, token
+
+    page, token = asyncio.run(call())
+    assert page.status_code == 400
+    assert "https" in page.text
+    assert token.status_code == 400
+    assert token.json()["error"] == "invalid_request"

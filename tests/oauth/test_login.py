@@ -225,3 +225,22 @@ def test_passwords_are_stored_as_argon2id_hashes(
         user = session.exec(select(User).where(User.email == stripe_app.email)).one()
     assert user.password_hash.startswith("$argon2id$")
     assert stripe_app.password not in user.password_hash
+
+
+def test_changing_the_password_revokes_the_users_oauth_tokens(
+    live_server: LiveServer, stripe_app: OAuthSetup
+) -> None:
+    from oauth.users import change_password
+    from tests.oauth.flow import bearer_principal, obtain_tokens
+
+    tokens = obtain_tokens(live_server.url, stripe_app)
+    assert bearer_principal(tokens["access_token"]) is not None
+    with db.session_scope() as session:
+        user = session.exec(select(User).where(User.email == stripe_app.email)).one()
+        assert change_password(session, user, "a brand new password") == 1
+    assert bearer_principal(tokens["access_token"]) is None
+    with Browser(live_server.url) as browser:
+        assert browser.login(stripe_app.email, stripe_app.password).status_code == 400
+        assert (
+            browser.login(stripe_app.email, "a brand new password").status_code == 303
+        )

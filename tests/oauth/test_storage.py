@@ -81,3 +81,31 @@ def test_bearer_check_of_an_oauth_token_is_one_query(
     assert principal is not None
     assert len(statements) == 1
     assert "access_token_hash" in statements[0]
+
+
+def test_api_keys_still_resolve_and_are_never_looked_up_among_oauth_tokens(
+    settings_env: dict[str, str],
+) -> None:
+    from server.cli import create_api_key, create_workspace
+
+    workspace = create_workspace("acme", plan="business")
+    key = create_api_key("acme")
+    statements: list[str] = []
+    engine = db.get_engine()
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with db.session_scope() as session:
+            principal = authenticate_bearer(session, key)
+            unknown = authenticate_bearer(session, "cqo_at_" + "x" * 43)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert principal is not None and principal.kind == "api_key"
+    assert principal.workspace_id == workspace.id
+    assert unknown is None
+    assert len(statements) == 2
+    assert "api_key" in statements[0] and "oauth_token" not in statements[0]
+    assert "oauth_token" in statements[1] and "api_key" not in statements[1]
