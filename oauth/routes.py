@@ -162,7 +162,7 @@ async def login_submit(request: Request) -> Response:
     if web is None or not csrf.is_valid(web.sid, form.get(csrf.FIELD)):
         return _login_form(sessions.anonymous(), next_path, 403, FORM_EXPIRED)
 
-    email = normalise_email(str(form.get("email") or ""))
+    email = normalise_email(str(form.get("email") or ""))[:320]
     password = str(form.get("password") or "")
     address = request.client.host if request.client else "unknown"
     limiter = _login_limiter(request)
