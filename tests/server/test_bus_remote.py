@@ -12,7 +12,6 @@ import pytest
 import redis
 
 from server.bus import BusEvent, make_bus
-from server.log_config import configure_logging
 from server.bus_remote import (
     MAX_PAYLOAD_BYTES,
     PostgresBus,
@@ -21,6 +20,7 @@ from server.bus_remote import (
     decode,
     encode,
 )
+from server.log_config import configure_logging
 
 REDIS_URL = os.environ.get("CODEQR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_URL = os.environ.get("CODEQR_TEST_DATABASE_URL")
