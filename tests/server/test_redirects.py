@@ -290,3 +290,35 @@ def link_workspace_id(link_id: int) -> int:
         link = session.get(Link, link_id)
         assert link is not None
         return link.workspace_id
+
+
+def test_fast_path_steps_aside_when_another_route_has_a_parameter_first() -> None:
+    import asyncio
+
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from server.redirects import ShortLinkFastPath, routes
+
+    async def other(_request: object) -> PlainTextResponse:
+        return PlainTextResponse("other route")
+
+    app = Starlette(
+        routes=[Route("/{name}", other), *routes],
+        middleware=[Middleware(ShortLinkFastPath)],
+    )
+
+    async def get() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://t"
+        ) as client:
+            return await client.get("/anything")
+
+    response = asyncio.run(get())
+
+    assert response.status_code == 200
+    assert response.text == "other route"
