@@ -6,6 +6,7 @@ in one worker-thread call with one transaction (``oauth.authorization_server``).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -13,6 +14,7 @@ from authlib.oauth2.rfc6749 import (
     InsecureTransportError,
     InvalidRequestError,
     OAuth2Error,
+    UnsupportedResponseTypeError,
 )
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -30,6 +32,7 @@ from oauth.users import authenticate, normalise_email, workspaces_of
 from server.db import session_scope
 from server.log_config import get_logger
 from server.models import OAuthClient, User
+from server.models.auth import GRANT_TYPES
 from server.security import constant_time_equal
 from server.settings import get_settings
 
@@ -208,7 +211,7 @@ def _validate_authorization(
     repeated = request.repeated_parameters()
     anchors = [name for name in repeated if name in _ANCHOR_PARAMETERS]
     if anchors:
-        message = f"The parameter {anchors[0]!r} was sent more than once."
+        message = f"The parameter {_label(anchors[0])} was sent more than once."
         return pages.error_page(400, "Invalid request", message, "invalid_request")
 
     problem = _client_problem(server, request)
@@ -218,14 +221,10 @@ def _validate_authorization(
     try:
         if repeated:
             raise InvalidRequestError(
-                f"The parameter '{repeated[0]}' was sent more than once.",
+                f"The parameter {_label(repeated[0])} was sent more than once.",
                 redirect_uri=_redirect_target(server, request),
             )
-        if not request.payload.response_type:
-            raise InvalidRequestError(
-                "Missing 'response_type'.",
-                redirect_uri=_redirect_target(server, request),
-            )
+        _check_response_type(request, _redirect_target(server, request))
         return server.get_consent_grant(request, end_user=None)
     except OAuth2Error as error:
         error.state = request.payload.state
@@ -233,6 +232,27 @@ def _validate_authorization(
             return server.handle_error_response(request, error)
         return pages.error_page(
             400, "Invalid request", error.get_error_description(), error.error
+        )
+
+
+def _label(name: str) -> str:
+    """A parameter name fit for an ``error_description`` (printable ASCII only)."""
+    if re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", name):
+        return f"'{name}'"
+    return "(a parameter with an unusual name)"
+
+
+def _check_response_type(request: StarletteOAuth2Request, target: str | None) -> None:
+    """Only ``code``. Checked here, because Authlib would echo the sent value in its
+    error description and refuse (with a 500) any value holding a quote."""
+    response_type = request.payload.response_type
+    if not response_type:
+        raise InvalidRequestError("Missing 'response_type'.", redirect_uri=target)
+    if response_type != "code":
+        raise UnsupportedResponseTypeError(
+            "unsupported",
+            description="Only 'response_type=code' is supported.",
+            redirect_uri=target,
         )
 
 
@@ -428,7 +448,7 @@ async def _form_endpoint(request: Request) -> StarletteOAuth2Request | Response:
         return _oauth_error(
             400,
             "invalid_request",
-            f"The parameter '{repeated[0]}' was sent more than once.",
+            f"The parameter {_label(repeated[0])} was sent more than once.",
         )
     return oauth_request
 
@@ -456,6 +476,12 @@ async def token(request: Request) -> Response:
         response = prepared
     elif not prepared.payload.grant_type:
         response = _oauth_error(400, "invalid_request", "Missing 'grant_type'.")
+    elif prepared.payload.grant_type not in GRANT_TYPES:
+        response = _oauth_error(
+            400,
+            "unsupported_grant_type",
+            "Only 'authorization_code' and 'refresh_token' are supported.",
+        )
     else:
         response = await run_in_threadpool(_issue, prepared)
     response.headers.update(_cors_headers(request))
@@ -488,7 +514,7 @@ def server_metadata() -> dict[str, Any]:
         "scopes_supported": list(ALL_SCOPES),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": list(GRANT_TYPES),
         "token_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
         "revocation_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
         "code_challenge_methods_supported": ["S256"],

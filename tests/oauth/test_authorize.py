@@ -517,3 +517,30 @@ def test_plain_http_from_a_non_loopback_host_is_refused_not_crashed(
     assert "https" in page.text
     assert token.status_code == 400
     assert token.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"response_type": 'to"ken'},
+        {"response_type": "jeton-\u00e9"},
+        {"extra": [('we"ird', "1"), ('we"ird', "2")]},
+        {"extra": [("\u00e9", "1"), ("\u00e9", "2")]},
+        {"scope": 'conversions:read "x"'},
+    ],
+    ids=["quote-type", "non-ascii-type", "quote-name", "non-ascii-name", "quote-scope"],
+)
+def test_authorize_hostile_values_get_a_clean_ascii_error(
+    live_server: LiveServer, stripe_app: OAuthSetup, extra: dict[str, object]
+) -> None:
+    browser, response = _open(live_server, stripe_app, **extra)
+    with browser:
+        assert response.status_code == 302, response.text
+        params = _redirect_params(response)
+        assert params["error"][0] in {
+            "invalid_request",
+            "unsupported_response_type",
+            "invalid_scope",
+        }
+        assert params["state"] == ["state-123"]
+        assert all(v.isascii() for v in params.get("error_description", []))

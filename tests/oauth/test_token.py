@@ -543,3 +543,27 @@ def test_token_pairs_are_one_row_per_exchange(
         ).all()
     assert len(rows) == 1
     assert rows[0].workspace_id == stripe_app.workspace_id
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "grant_type=gr%22ant%C3%A9",
+        "grant_type=refresh_token&%C3%A9=1&%C3%A9=2",
+        "grant_type=refresh_token&we%22ird=1&we%22ird=2",
+    ],
+    ids=["hostile-grant-type", "non-ascii-repeat", "quote-repeat"],
+)
+def test_token_hostile_values_get_a_clean_ascii_error(
+    live_server: LiveServer, body: str
+) -> None:
+    with live_server.client() as http:
+        response = http.post(
+            "/oauth/token",
+            content=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    assert response.status_code == 400
+    payload = response.json()
+    assert payload["error"] in RFC6749_ERRORS
+    assert payload["error_description"].isascii()
