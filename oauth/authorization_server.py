@@ -7,11 +7,17 @@ Authlib's 302 (RFC 9700 §4.12)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from typing import Any
 
 from authlib.oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749 import (
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+)
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from sqlmodel import Session, select
 from starlette.responses import Response
@@ -123,6 +129,11 @@ class CodeQRAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         a ``client_secret`` parameter is ``invalid_request``; a request that sent Basic
         is judged by Basic alone, so a wrong secret never falls back to ``none``."""
         basic = _basic_credentials(request)
+        if basic and not _decodable_basic(request):
+            raise InvalidClientError(
+                status_code=401,
+                description="The Basic credentials are not base64 of UTF-8 text.",
+            )
         if basic and "client_secret" in request.form:
             raise InvalidRequestError("Use one client authentication method, not two.")
         if basic:
@@ -161,3 +172,13 @@ def _basic_credentials(request: StarletteOAuth2Request) -> bool:
     header = request.headers.get("Authorization") or ""
     scheme, _, value = header.partition(" ")
     return scheme.lower() == "basic" and bool(value.strip())
+
+
+def _decodable_basic(request: StarletteOAuth2Request) -> bool:
+    """Authlib decodes Basic credentials as UTF-8 and would fail with a 500."""
+    value = (request.headers.get("Authorization") or "").partition(" ")[2].strip()
+    try:
+        base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return False
+    return True

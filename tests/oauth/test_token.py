@@ -567,3 +567,23 @@ def test_token_hostile_values_get_a_clean_ascii_error(
     payload = response.json()
     assert payload["error"] in RFC6749_ERRORS
     assert payload["error_description"].isascii()
+
+
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/revoke"])
+@pytest.mark.parametrize(
+    "credentials",
+    [base64.b64encode(b"\xff\xfe:secret").decode(), "%%%not-base64", "YWJj"],
+    ids=["not-utf8", "not-base64", "no-colon"],
+)
+def test_token_malformed_basic_credentials_are_401_invalid_client(
+    live_server: LiveServer, path: str, credentials: str
+) -> None:
+    with live_server.client() as http:
+        response = http.post(
+            path,
+            data={"grant_type": "refresh_token", "refresh_token": "x", "token": "x"},
+            headers={"Authorization": f"Basic {credentials}"},
+        )
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
+    assert response.headers["www-authenticate"].startswith("Basic")
