@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
+from graphql import ASTValidationRule, ValidationContext, ValidationRule
 from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
@@ -29,8 +30,29 @@ CONNECTION_INIT_TIMEOUT = timedelta(seconds=10)
 TOKEN_RECHECK_SECONDS = 60.0
 
 
+class FragmentSafeDepthLimiter(QueryDepthLimiter):
+    """QueryDepthLimiter that tolerates a spread of an unknown fragment: Strawberry's rule
+    raises KeyError on one (an unmasked, uncoded error); graphql-core's
+    KnownFragmentNamesRule reports it properly, so the depth is simply not measured."""
+
+    def __init__(self, max_depth: int) -> None:
+        super().__init__(max_depth=max_depth)
+        self.validation_rules = [_tolerant(rule) for rule in self.validation_rules]
+
+
+def _tolerant(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
+    class Tolerant(rule):  # type: ignore[valid-type,misc]
+        def __init__(self, context: ValidationContext) -> None:
+            try:
+                super().__init__(context)
+            except KeyError:
+                ValidationRule.__init__(self, context)
+
+    return Tolerant
+
+
 def _depth_limiter() -> SchemaExtension:
-    return QueryDepthLimiter(max_depth=MAX_DEPTH)
+    return FragmentSafeDepthLimiter(max_depth=MAX_DEPTH)
 
 
 def _token_limiter() -> SchemaExtension:

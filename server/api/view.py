@@ -12,26 +12,39 @@ from __future__ import annotations
 import asyncio
 import json
 from contextlib import suppress
+from typing import Any
 
 from cross_web import HTTPException, StarletteRequestAdapter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Message as AsgiMessage
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
+    Message,
 )
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from oauth.principal import parse_authorization
 from server.api import limits
 from server.api.context import ApiContext, authenticate
-from server.api.errors import BAD_REQUEST, UNAUTHENTICATED, error_body
+from server.api.errors import (
+    BAD_REQUEST,
+    FAILED,
+    INTERNAL,
+    MASKED_MESSAGE,
+    REFUSED,
+    UNAUTHENTICATED,
+    error_body,
+)
 from server.log_config import get_logger
 from server.models import utcnow
 from server.settings import get_settings
@@ -64,6 +77,23 @@ def unauthenticated_response(token_given: bool) -> Response:
     )
 
 
+def ensure_coded(error: object) -> object:
+    """The formatted error if it has a code; otherwise a masked one."""
+    extensions = error.get("extensions") if isinstance(error, dict) else None
+    if isinstance(extensions, dict) and isinstance(extensions.get("code"), str):
+        return error
+    return {
+        "message": MASKED_MESSAGE,
+        "extensions": {"code": INTERNAL, "classification": FAILED},
+    }
+
+
+def _refusal(error: Any) -> Any:
+    if isinstance(error, dict) and "code" not in error.get("extensions", {}):
+        return {**error, "extensions": {"code": BAD_REQUEST, "classification": REFUSED}}
+    return error
+
+
 def bad_request_response(reason: str, status_code: int) -> Response:
     return JSONResponse(error_body(reason, BAD_REQUEST), status_code=status_code)
 
@@ -78,6 +108,13 @@ class TokenWatchingHandler(BaseGraphQLTransportWSHandler[ApiContext, None]):
         await super().handle_connection_init(message)
         if self.connection_acknowledged and self.watch is None:
             self.watch = asyncio.create_task(self._watch_token())
+
+    async def send_message(self, message: Message) -> None:
+        """Refusals the protocol handler makes itself (the per-socket operation limit)
+        carry no code; give them BAD_REQUEST like every other refused request."""
+        if message["type"] == "error":
+            message = {**message, "payload": [_refusal(e) for e in message["payload"]]}
+        await super().send_message(message)
 
     async def shutdown(self) -> None:
         if self.watch is not None:
@@ -154,6 +191,17 @@ class GraphQLView(GraphQL[ApiContext, None]):
         unset: UnsetType = UNSET
         return unset
 
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        """Last line of the error contract: an error that escaped the extensions (one
+        raised by an extension hook itself) is masked here rather than sent uncoded."""
+        response = await super().process_result(request, result)
+        errors = response.get("errors")
+        if errors:
+            response["errors"] = [ensure_coded(error) for error in errors]
+        return response
+
     def decode_json(self, data: str | bytes) -> object:
         """JSON objects only: a batch, a scalar or a pathologically nested document
         is refused as unparsable rather than reaching the executor."""
@@ -209,7 +257,7 @@ class BodyLimit:
 def _replay(body: bytes, receive: Receive) -> Receive:
     sent = False
 
-    async def replay() -> Message:
+    async def replay() -> AsgiMessage:
         nonlocal sent
         if sent:
             return await receive()

@@ -9,6 +9,7 @@ import strawberry
 
 from server.api.errors import MASKED_MESSAGE, CodedMaskErrors
 from server.api.limits import MAX_ALIASES, MAX_BODY_BYTES, MAX_DEPTH
+from server.api.view import ensure_coded
 from tests.api.conftest import Api, make_tenant
 from tests.conftest import start_server
 
@@ -74,6 +75,17 @@ def test_syntax_error_and_unknown_field_are_coded_without_suggestions(api: Api) 
     assert syntax["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
     assert unknown["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert "Did you mean" not in unknown["message"]
+
+
+def test_spread_of_an_unknown_fragment_is_a_validation_error(api: Api) -> None:
+    tenant = make_tenant("acme")
+
+    error = api.post("{ workspace { ...Missing } }", token=tenant.token).json()[
+        "errors"
+    ][0]
+
+    assert error["message"] == "Unknown fragment 'Missing'."
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
 
 
 def test_bad_variable_value_is_bad_user_input(api: Api) -> None:
@@ -195,4 +207,17 @@ def test_unexpected_resolver_failure_is_masked_with_a_code() -> None:
     assert formatted["extensions"] == {
         "code": "INTERNAL_SERVER_ERROR",
         "classification": "INTERNAL_ERROR",
+    }
+
+
+def test_error_without_a_code_is_masked_before_it_leaves() -> None:
+    coded = {"message": "bad", "extensions": {"code": "BAD_USER_INPUT"}}
+
+    assert ensure_coded(coded) is coded
+    assert ensure_coded({"message": "'Missing'"}) == {
+        "message": MASKED_MESSAGE,
+        "extensions": {
+            "code": "INTERNAL_SERVER_ERROR",
+            "classification": "INTERNAL_ERROR",
+        },
     }

@@ -253,3 +253,74 @@ def test_oauth_access_token_reads_its_workspace_over_http(api: Api) -> None:
     data = api.data("{ workspace { slug } }", token=tokens["access_token"])
 
     assert data == {"workspace": {"slug": "acme"}}
+
+
+async def _init(socket: Any, token: str) -> None:
+    init = {"Authorization": f"Bearer {token}"}
+    await socket.send(json.dumps({"type": "connection_init", "payload": init}))
+    ack = json.loads(await asyncio.wait_for(socket.recv(), timeout=10))
+    assert ack["type"] == "connection_ack"
+
+
+async def _subscribe(socket: Any, operation_id: str) -> None:
+    payload = {"query": "subscription { events { id } }"}
+    message = {"id": operation_id, "type": "subscribe", "payload": payload}
+    await socket.send(json.dumps(message))
+
+
+def test_abrupt_disconnect_releases_the_bus_subscription(api: Api) -> None:
+    tenant = make_tenant("acme")
+
+    async def scenario() -> None:
+        socket = await websockets.connect(ws_url(api), subprotocols=[TRANSPORT_WS])
+        await _init(socket, tenant.token)
+        await _subscribe(socket, "1")
+        await _subscribe(socket, "2")
+        await wait_until(lambda: subscriber_count(tenant.id) == 2, "subscribed twice")
+        socket.transport.abort()
+        await wait_until(lambda: subscriber_count(tenant.id) == 0, "released")
+
+    asyncio.run(scenario())
+
+
+def test_operations_beyond_the_per_socket_limit_are_refused(api: Api) -> None:
+    tenant = make_tenant("acme")
+    limit = limits.MAX_SUBSCRIPTIONS_PER_CONNECTION
+
+    async def scenario() -> dict[str, Any]:
+        async with websockets.connect(ws_url(api), subprotocols=[TRANSPORT_WS]) as ws:
+            await _init(ws, tenant.token)
+            for index in range(limit + 1):
+                await _subscribe(ws, str(index))
+            reply = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+            await wait_until(
+                lambda: subscriber_count(tenant.id) == limit, "limit subscribed"
+            )
+            return reply
+
+    reply = asyncio.run(scenario())
+
+    assert reply["type"] == "error"
+    assert reply["id"] == str(limit)
+    assert "limit" in reply["payload"][0]["message"]
+    assert reply["payload"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+def test_invalid_subscription_gets_a_coded_error_and_the_socket_stays(api: Api) -> None:
+    tenant = make_tenant("acme")
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with websockets.connect(ws_url(api), subprotocols=[TRANSPORT_WS]) as ws:
+            await _init(ws, tenant.token)
+            bad = {"query": "subscription { events { nope } }"}
+            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": bad}))
+            error = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+            await ws.send(json.dumps({"type": "ping"}))
+            pong = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+            return [error, pong]
+
+    error, pong = asyncio.run(scenario())
+
+    assert error["type"] == "error"
+    assert error["payload"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert pong == {"type": "pong"}

@@ -1,0 +1,51 @@
+"""Related rows load in batches: one query per relation, however many nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from server.db import get_engine
+from tests.api.conftest import Api, add_click, add_customer, add_lead, make_tenant
+
+EVENTS = """
+{
+  events(first: 50) {
+    edges { node { link { key } ... on Lead { customer { externalId link { key } } } } }
+  }
+}
+"""
+
+
+@pytest.fixture
+def statements() -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args[2])
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(engine, "before_cursor_execute", record)
+
+
+def test_events_with_links_and_customers_use_one_query_per_relation(
+    api: Api, statements: list[str]
+) -> None:
+    tenant = make_tenant("acme")
+    for index in range(10):
+        customer = add_customer(tenant, f"user_{index}", click_id=add_click(tenant))
+        add_lead(tenant, customer)
+    statements.clear()
+
+    data = api.data(EVENTS, token=tenant.token)
+
+    assert len(data["events"]["edges"]) == 20
+    from_link = [s for s in statements if "\nFROM link" in s]
+    from_customer = [s for s in statements if "\nFROM customer" in s]
+    assert len(from_link) == 1
+    assert len(from_customer) == 1
