@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Table, exists, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Update
 from sqlmodel import Session, col, select
 
@@ -42,6 +43,8 @@ from server.models import (
 from server.rollups import bump
 
 logger = get_logger(__name__)
+
+_Row = TypeVar("_Row", Customer, Lead, Sale)
 
 SALE_ID_FIELDS = ("invoice_id", "checkout_session_id", "payment_intent_id", "charge_id")
 MAX_ID_LENGTH = 255
@@ -155,6 +158,35 @@ def record_lead(
 
     A customer keeps its first attribution; a later lead of the same customer with
     another click is attributed to that click. Replays return the existing lead."""
+    lead, _customer = record_lead_with_customer(
+        session,
+        workspace,
+        click_id=click_id,
+        customer_external_id=customer_external_id,
+        event_name=event_name,
+        customer_name=customer_name,
+        customer_email=customer_email,
+        stripe_customer_id=stripe_customer_id,
+        livemode=livemode,
+        timestamp=timestamp,
+    )
+    return lead
+
+
+def record_lead_with_customer(
+    session: Session,
+    workspace: Workspace,
+    *,
+    click_id: str,
+    customer_external_id: str,
+    event_name: str = "Sign up",
+    customer_name: str | None = None,
+    customer_email: str | None = None,
+    stripe_customer_id: str | None = None,
+    livemode: bool = True,
+    timestamp: datetime | None = None,
+) -> tuple[Lead, Customer]:
+    """:func:`record_lead`, also giving the customer (no second query for it)."""
     require_plan(workspace)
     _check_text("customerExternalId", customer_external_id)
     _check_text("eventName", event_name)
@@ -166,19 +198,18 @@ def record_lead(
         )
 
     moment = timestamp or utcnow()
+    details = {
+        "stripe_customer_id": stripe_customer_id,
+        "email": customer_email[:320] if customer_email else None,
+        "name": customer_name[:255] if customer_name else None,
+    }
     customer = _upsert_customer(
-        session, workspace, customer_external_id, click, livemode, moment
+        session, workspace, customer_external_id, click, livemode, moment, details
     )
-    update_customer(
-        session,
-        customer,
-        stripe_customer_id=stripe_customer_id,
-        email=customer_email,
-        name=customer_name,
-    )
-    return _insert_lead(
+    lead = _insert_lead(
         session, workspace, customer, click, event_name, livemode, moment
     )
+    return lead, customer
 
 
 def _upsert_customer(
@@ -188,32 +219,53 @@ def _upsert_customer(
     click: Click,
     livemode: bool,
     moment: datetime,
+    details: dict[str, str | None],
 ) -> Customer:
-    inserted = _insert_ignoring_conflicts(
-        session,
-        _table(Customer),
-        {
-            "workspace_id": workspace.id,
-            "external_id": external_id,
-            "link_id": click.link_id,
-            "click_id": click.id,
-            "livemode": livemode,
-            "created_at": moment,
-        },
-    )
-    customer = find_customer(session, workspace, external_id)
-    assert customer is not None, "the customer row exists after its upsert"
-    if inserted is not None:
-        logger.info(
-            "conversions.customer_created",
-            workspace_id=workspace.id,
-            customer_id=customer.id,
-            click_id=click.id,
+    values = {
+        "workspace_id": workspace.id,
+        "external_id": external_id,
+        "link_id": click.link_id,
+        "click_id": click.id,
+        "livemode": livemode,
+        "created_at": moment,
+        **details,
+    }
+    customer = _insert_new(session, Customer, values)
+    if customer is None and details["stripe_customer_id"]:
+        # Either the customer exists, or another one holds that Stripe customer id.
+        existing = find_customer(session, workspace, external_id)
+        if existing is not None:
+            return _known_customer(session, existing, click, details)
+        customer = _insert_new(
+            session, Customer, {**values, "stripe_customer_id": None}
         )
-    elif customer.link_id is None:
-        customer.link_id, customer.click_id = click.link_id, click.id
-        session.add(customer)
+    if customer is None:  # it exists (possibly inserted concurrently a moment ago)
+        existing = find_customer(session, workspace, external_id)
+        assert existing is not None, "the customer row exists after its upsert"
+        return _known_customer(session, existing, click, details)
+
+    logger.info(
+        "conversions.customer_created",
+        workspace_id=workspace.id,
+        customer_id=customer.id,
+        click_id=click.id,
+    )
     return customer
+
+
+def _known_customer(
+    session: Session, customer: Customer, click: Click, details: dict[str, str | None]
+) -> Customer:
+    """A customer seen before keeps its first attribution; its details are refreshed."""
+    if customer.link_id is None:
+        customer.link_id, customer.click_id = click.link_id, click.id
+    return update_customer(
+        session,
+        customer,
+        stripe_customer_id=details["stripe_customer_id"],
+        email=details["email"],
+        name=details["name"],
+    )
 
 
 def update_customer(
@@ -230,8 +282,6 @@ def update_customer(
         customer.email = email[:320]
     if name and name != customer.name:
         customer.name = name[:255]
-    session.add(customer)
-    session.flush()
     if stripe_customer_id and customer.stripe_customer_id is None:
         _fill_unique(
             session,
@@ -252,9 +302,9 @@ def _insert_lead(
     livemode: bool,
     moment: datetime,
 ) -> Lead:
-    inserted = _insert_ignoring_conflicts(
+    inserted = _insert_new(
         session,
-        _table(Lead),
+        Lead,
         {
             "workspace_id": workspace.id,
             "customer_id": customer.id,
@@ -265,11 +315,14 @@ def _insert_lead(
             "timestamp": moment,
         },
     )
-    lead = session.exec(
-        select(Lead).where(
-            Lead.customer_id == customer.id, Lead.event_name == event_name
-        )
-    ).one()
+    lead = (
+        inserted
+        or session.exec(
+            select(Lead).where(
+                Lead.customer_id == customer.id, Lead.event_name == event_name
+            )
+        ).one()
+    )
     if inserted is not None:
         assert workspace.id is not None
         bump(
@@ -346,15 +399,13 @@ def record_sale(
         "timestamp": moment,
         **ids,
     }
-    sale_id = _insert_ignoring_conflicts(session, _table(Sale), values)
-    if sale_id is None:
+    sale = _insert_new(session, Sale, values)
+    if sale is None:
         # A concurrent transaction recorded the same payment first.
         existing = find_sale(session, workspace, **ids)
         assert existing is not None, "a conflicting sale is visible after the conflict"
         return _fill_sale_ids(session, existing, ids)
 
-    sale = session.get(Sale, sale_id)
-    assert sale is not None
     _after_new_sale(session, workspace, sale)
     return sale
 
@@ -406,20 +457,20 @@ def add_payment_ids(
 
 def _fill_sale_ids(session: Session, sale: Sale, ids: Mapping[str, str]) -> Sale:
     """Add the ids this sale does not have yet; amounts and attribution never change."""
-    changed = False
     for field, value in ids.items():
         if getattr(sale, field) is None:
-            changed |= _fill_unique(session, _table(Sale), sale, field, value)
-    if changed:
-        session.refresh(sale)
+            _fill_unique(session, _table(Sale), sale, field, value)
     return sale
 
 
 def _credit_partner(session: Session, workspace: Workspace, sale: Sale) -> None:
-    link = session.get(Link, sale.link_id) if sale.link_id else None
-    partner = (
-        session.get(Partner, link.partner_id) if link and link.partner_id else None
-    )
+    if sale.link_id is None:
+        return
+    partner = session.exec(
+        select(Partner)
+        .join(Link, col(Link.partner_id) == col(Partner.id))
+        .where(Link.id == sale.link_id)
+    ).first()
     if partner is None:
         return
     rate = partner.commission_rate_bps
@@ -437,8 +488,7 @@ def _credit_partner(session: Session, workspace: Workspace, sale: Sale) -> None:
         livemode=sale.livemode,
         created_at=sale.timestamp,
     )
-    session.add(commission)
-    session.flush()
+    session.add(commission)  # written by the next flush (at the latest, the commit)
 
 
 def commission_earnings(amount: int, rate_bps: int) -> int:
@@ -603,17 +653,16 @@ def _table(model: Any) -> Table:
     return table
 
 
-def _insert_ignoring_conflicts(
-    session: Session, table: Table, values: Mapping[str, Any]
-) -> int | None:
-    """``INSERT … ON CONFLICT DO NOTHING`` on any unique index; the new row's id, or
-    None when a row with one of the same unique keys exists already."""
+def _insert_new(
+    session: Session, model: type[_Row], values: Mapping[str, Any]
+) -> _Row | None:
+    """``INSERT … ON CONFLICT DO NOTHING RETURNING``: the new row (an object of the
+    session), or None when a row with one of the same unique keys exists already."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.flush()
-    statement = insert(table).values(**values).on_conflict_do_nothing()
-    new_id = session.execute(statement.returning(table.c.id)).scalar_one_or_none()
-    return int(new_id) if new_id is not None else None
+    statement = insert(model).values(**values).on_conflict_do_nothing()
+    row: _Row | None = session.scalars(statement.returning(model)).first()
+    return row
 
 
 def _fill_unique(
@@ -633,7 +682,6 @@ def _fill_unique(
         )
         .values({field: value})
     )
-    session.flush()
     try:
         if session.get_bind().dialect.name == "postgresql":
             with session.begin_nested():
@@ -642,14 +690,15 @@ def _fill_unique(
             result = session.execute(statement)
     except IntegrityError:
         result = None
-    session.refresh(row)
     filled = bool(result is not None and result.rowcount)  # type: ignore[attr-defined]
-    if not filled:
+    if filled:
+        set_committed_value(row, field, value)
+    else:
         logger.info(
             "conversions.id_not_filled",
             table=table.name,
             row_id=row.id,
             field=field,
-            reason="already set or held by another row",
+            reason="held by another row",
         )
     return filled

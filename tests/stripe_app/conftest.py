@@ -174,3 +174,9 @@ def register_handler(
         return handler
 
     return register
+
+
+# --- the attribution tests' fixtures (fake Stripe API, a running app, a shop) ----------
+
+from tests.stripe_app.attribution_fixtures import app_server, shop  # noqa: E402, F401
+from tests.stripe_app.fake_stripe import fake_stripe  # noqa: E402, F401
