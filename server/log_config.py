@@ -35,7 +35,12 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else structlog.dev.ConsoleRenderer(
+            colors=False,
+            # Plain tracebacks: rich's default prints every frame's local variables
+            # (a token among them) and takes seconds on a deep SQLAlchemy stack.
+            exception_formatter=structlog.dev.plain_traceback,
+        )
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

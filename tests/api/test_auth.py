@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from tests.api.conftest import Api, make_read_only_key, make_tenant, revoke_keys
 
 WORKSPACE = "{ workspace { slug plan reportingCurrency } }"
@@ -74,3 +78,29 @@ def test_track_lead_with_read_only_key_is_forbidden(api: Api) -> None:
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert "conversions:write" in body["errors"][0]["message"]
     assert api.data(WORKSPACE, token=token)["workspace"]["slug"] == "acme"
+
+
+def test_a_failing_token_lookup_never_logs_the_token(
+    settings_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from server.api.context import _authenticate
+    from server.log_config import configure_logging
+    from tests.conftest import reset_process_state
+
+    monkeypatch.setenv("CODEQR_DATABASE_URL", "sqlite:////nonexistent/dir/codeqr.db")
+    reset_process_state()
+    configure_logging()
+    secret = "cq_live_" + "s3cr3t" * 6
+
+    with pytest.raises(Exception) as failure:
+        _authenticate(secret)
+    logging.getLogger("uvicorn.error").error(
+        "Exception in ASGI application", exc_info=failure.value
+    )
+
+    logged = capsys.readouterr().err
+    assert "Exception in ASGI application" in logged
+    assert "OperationalError" in logged
+    assert secret not in logged
