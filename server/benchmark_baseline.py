@@ -177,7 +177,8 @@ local template = '{"id":"evt_bench_%s_%d","object":"event","api_version":"2024-0
   .. '"metadata":{"codeqrCustomerId":"user_%d","codeqrClickId":"benchclick%d"}}}}'
 
 function init(args)
-  prefix = args[1] or prefix
+  -- Each wrk run of a benchmark gets new ids: the start time joins the run's prefix.
+  prefix = (args[1] or prefix) .. "_" .. os.time()
   local key = args[2] or ""
   key = key .. rep("\0", 64 - #key)
   local i, o = {}, {}
