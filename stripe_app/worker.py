@@ -414,13 +414,17 @@ class Worker:
     async def _run(self) -> None:
         settings = get_settings()
         assert self._wake is not None
+        failures = 0
         while not self._stop.is_set():
             self._wake.clear()
             report = await self._one_batch()
             if report is not None and report.claimed >= settings.worker_batch_size:
                 continue  # more may be due right now
+            # After a failed batch (database down?) wait longer each time, up to a minute.
+            failures = 0 if report is not None else failures + 1
+            pause = min(settings.worker_poll_seconds * 2**failures, 60.0)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), settings.worker_poll_seconds)
+                await asyncio.wait_for(self._wake.wait(), pause)
 
     async def _one_batch(self) -> BatchReport | None:
         try:

@@ -16,6 +16,7 @@ from sqlmodel import select
 
 from server import db
 from server.cli import create_workspace
+from server.log_config import configure_logging
 from server.models import StripeEvent, Workspace
 from stripe_app import registry
 from stripe_app.worker import reset_worker
@@ -105,6 +106,20 @@ def wait_for_status(
 
     row: StripeEvent = wait_for(reached, timeout, f"{event_id} to be {statuses}")
     return row
+
+
+@pytest.fixture
+def log_output(capfd: pytest.CaptureFixture[str]) -> Callable[[], str]:
+    """Logging configured as the app does it; returns a reader of everything logged
+    (to stderr) since the fixture started."""
+    configure_logging("INFO")
+    seen: list[str] = []
+
+    def read() -> str:
+        seen.append(capfd.readouterr().err)
+        return "".join(seen)
+
+    return read
 
 
 # --- servers and workspaces ------------------------------------------------------------
