@@ -5,9 +5,9 @@ written once for SQLite and PostgreSQL:
 
 - storing is ``INSERT ... ON CONFLICT (id) DO NOTHING``: a redelivery is a no-op;
 - claiming sets a lease (``locked_until``) on a batch of due events in one
-  ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``, so two workers
-  (threads, processes or hosts) never take the same event; on SQLite the same single
-  statement is atomic under the database's write lock;
+  ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``, so two
+  workers (threads, processes or hosts) never take the same event; on SQLite the same
+  single statement is atomic under the database's write lock;
 - marking an event done is conditional on its still being pending, and happens inside
   the transaction of the handler's own writes (see :mod:`stripe_app.worker`)."""
 

@@ -3,9 +3,9 @@
 
 The hot path does only what acknowledging needs: read the raw body (bounded), check its
 ``Stripe-Signature`` against every configured secret, parse the JSON once for five
-fields, and insert the event into the inbox by id (a redelivery inserts nothing). Every
-failure is a 400 with a one-line reason and stores nothing. Without any configured secret
-the route is off (503)."""
+fields, and insert the event into the inbox by id (a redelivery inserts nothing).
+Every failure is a 400 with a one-line reason and stores nothing. Without any
+configured secret the route is off (503)."""
 
 from __future__ import annotations
 

@@ -2,11 +2,12 @@
 
 One event is one transaction. Its first write marks the event's row done if it is still
 pending (which locks the row), then the handler runs, and the commit keeps both: a crash
-can neither mark an event done without its effects nor apply them twice. When the handler raises,
-everything it wrote is rolled back and the row is updated in a fresh transaction:
-:class:`~stripe_app.registry.SkipEvent` -> skipped; :class:`~stripe_app.registry.RetryLater`
-or an unexpected error -> due again after an exponential backoff, dead after
-``worker_max_attempts``. Dead and skipped events stay in the inbox for ``codeqr events``.
+can neither mark an event done without its effects nor apply them twice. When the
+handler raises, everything it wrote is rolled back and the row is updated in a fresh
+transaction: :class:`~stripe_app.registry.SkipEvent` -> skipped;
+:class:`~stripe_app.registry.RetryLater` or an unexpected error -> due again after an
+exponential backoff, dead after ``worker_max_attempts``. Dead and skipped events stay in
+the inbox for ``codeqr events list|replay``.
 
 A batch of claimed events is handled in one thread-pool call (:func:`process_batch`);
 the async :class:`Worker` runs batches while there are due events, then sleeps until
@@ -163,10 +164,9 @@ class _WorkspaceCache:
         self._load(accounts)
 
     def _load(self, accounts: set[str]) -> None:
+        linked = Workspace.stripe_account_id.in_(accounts)  # type: ignore[union-attr]
         with Session(bind=self._conn, expire_on_commit=False) as session:
-            rows = session.exec(
-                select(Workspace).where(Workspace.stripe_account_id.in_(accounts))  # type: ignore[union-attr]
-            ).all()
+            rows = session.exec(select(Workspace).where(linked)).all()
         for workspace in rows:
             assert workspace.stripe_account_id is not None
             self._by_account[workspace.stripe_account_id] = workspace

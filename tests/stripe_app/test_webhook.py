@@ -1,4 +1,4 @@
-"""POST /stripe/webhook over real HTTP: what is accepted, what is refused, what is stored."""
+"""POST /stripe/webhook over real HTTP: what is accepted, refused, and stored."""
 
 from __future__ import annotations
 
