@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlmodel import select
@@ -14,9 +16,10 @@ from sqlmodel import select
 from server import db
 from server.models import PLANS, ApiKey, Link, Partner, Workspace
 from server.security import new_token, token_hash
-from server.settings import get_settings
+from server.settings import get_settings, reset_settings
 
 Handler = Callable[[argparse.Namespace], int]
+DEMO_ACCOUNT = "acct_1TestConnected000"
 
 
 class CommandError(Exception):
@@ -192,13 +195,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_ENV_FILE = Path("codeqr-demo.env")
+
+
 def _prepare_demo() -> None:
-    """Migrate, then make sure a ``demo`` workspace (Business plan) with a link exists."""
+    """Migrate, make sure a ``demo`` workspace (Business plan) with a tracked link exists,
+    and write this run's credentials to ``codeqr-demo.env`` (mode 600), not to the console."""
     db.upgrade()
     with db.session_scope() as session:
         exists = session.exec(select(Workspace).where(Workspace.slug == "demo")).first()
     if exists is None:
-        create_workspace("demo", "Demo workspace", "business", "acct_1TestConnected000")
+        create_workspace("demo", "Demo workspace", "business", DEMO_ACCOUNT)
         create_link(
             "demo",
             "https://example.com/pricing",
@@ -206,11 +213,30 @@ def _prepare_demo() -> None:
             track_conversion=True,
             partner="partner@example.com",
         )
-    token = create_api_key("demo")
+    webhook_secret = _demo_webhook_secret()
+    values = {
+        "CODEQR_DEMO_API_KEY": create_api_key("demo"),
+        "CODEQR_DEMO_WEBHOOK_SECRET": webhook_secret,
+    }
+    fd = os.open(DEMO_ENV_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.writelines(f"export {key}={value}\n" for key, value in values.items())
     sys.stderr.write(
-        "demo workspace ready: short link /demo, Stripe account acct_1TestConnected000\n"
-        f"API key for this run: {token}\n"
+        f"demo workspace ready: short link /demo, Stripe account {DEMO_ACCOUNT}; "
+        f"API key and webhook secret for this run are in ./{DEMO_ENV_FILE} "
+        f"(`source {DEMO_ENV_FILE}`)\n"
     )
+
+
+def _demo_webhook_secret() -> str:
+    """The configured webhook secret, or one made up for the demo and switched on."""
+    configured = get_settings().stripe_webhook_secrets
+    if configured:
+        return configured[0].get_secret_value()
+    secret = new_token("whsec_demo_", 24)
+    os.environ["CODEQR_STRIPE_WEBHOOK_SECRETS"] = secret
+    reset_settings()
+    return secret
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -69,6 +69,8 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
     # uvicorn's access log prints full paths with query strings (OAuth codes, states).
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # httpx logs every request with its full URL (query strings can carry codes).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
