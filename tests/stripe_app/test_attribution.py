@@ -786,3 +786,43 @@ def test_lower_plans_are_skipped_with_the_reason(
     assert outcome["evt_small_1"][0] == "skipped"
     assert "Business" in str(outcome["evt_small_1"][1])
     assert state(small.engine, small.workspace_id)["customers"] == []
+
+
+def test_older_api_versions_keep_the_payment_ids_their_objects_carry(
+    app_server: LiveServer, shop: Shop, fake_stripe: FakeStripe
+) -> None:
+    click_id = shop.click("click_oldapi_0000001")
+    customer = stripe_customer(
+        "cus_OldApi00001", external_id="user_o", click_id=click_id
+    )
+    paid = invoice_paid(
+        event_id="evt_oldapi_2",
+        invoice_id="in_OldApi000001",
+        customer_id="cus_OldApi00001",
+        extra={"payment_intent": "pi_OldApi000001"},  # removed in 2025-03-31.basil
+    )
+    refund = charge_refunded(
+        event_id="evt_oldapi_3",
+        charge_id="ch_OldApi000001",
+        payment_intent_id=None,
+        amount_refunded=800,
+    )
+    refund["data"]["object"]["invoice"] = "in_OldApi000001"  # removed in basil as well
+    for event in (paid, refund):
+        event["api_version"] = "2024-06-20"
+    outcome = _send(
+        app_server,
+        shop,
+        customer_event(customer, event_id="evt_oldapi_1"),
+        paid,
+        refund,
+    )
+    assert {status for status, _ in outcome.values()} == {"done"}
+    sale = _one_sale(shop)
+    assert (sale.invoice_id, sale.payment_intent_id, sale.charge_id) == (
+        "in_OldApi000001",
+        "pi_OldApi000001",
+        "ch_OldApi000001",
+    )
+    assert sale.refunded_amount == 800
+    assert fake_stripe.requests == []  # everything was in the payloads
