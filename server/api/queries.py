@@ -127,7 +127,10 @@ class Query:
         row = await store.read(store.row_by_type, principal.workspace_id, *parsed)
         return _node_from_row(row) if row is not None else None
 
-    @field(description="Customers, newest first.")
+    @field(
+        description="Customers, newest first, of live and test mode alike (see "
+        "`livemode`)."
+    )
     async def customers(
         self,
         info: ApiInfo,

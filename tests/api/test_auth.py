@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 from tests.api.conftest import Api, make_read_only_key, make_tenant, revoke_keys
@@ -86,7 +84,7 @@ def test_a_failing_token_lookup_never_logs_the_token(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from server.api.context import _authenticate
-    from server.log_config import configure_logging
+    from server.log_config import configure_logging, get_logger
     from tests.conftest import reset_process_state
 
     monkeypatch.setenv("CODEQR_DATABASE_URL", "sqlite:////nonexistent/dir/codeqr.db")
@@ -96,11 +94,11 @@ def test_a_failing_token_lookup_never_logs_the_token(
 
     with pytest.raises(Exception) as failure:
         _authenticate(secret)
-    logging.getLogger("uvicorn.error").error(
-        "Exception in ASGI application", exc_info=failure.value
+    get_logger("server.api.schema").error(
+        "api.unexpected_error", exc_info=failure.value
     )
 
     logged = capsys.readouterr().err
-    assert "Exception in ASGI application" in logged
+    assert "api.unexpected_error" in logged
     assert "OperationalError" in logged
     assert secret not in logged
