@@ -51,6 +51,13 @@ def cmd_fx(args: argparse.Namespace) -> int:
     except (FxCommandError, currency.CurrencyError) as exc:
         sys.stderr.write(f"codeqr: error: {exc}\n")
         return 2
+    except OSError as exc:
+        target = currency.installed_rates_file()
+        sys.stderr.write(
+            f"codeqr: error: cannot write {target} ({exc.strerror}); "
+            "set CODEQR_FX_RATES_FILE to a writable path\n"
+        )
+        return 2
 
     with db.session_scope() as session:
         converted = convert_flagged_sales(session)

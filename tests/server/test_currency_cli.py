@@ -53,6 +53,7 @@ def _kwd_sale() -> int:
         from server.models import Workspace
 
         workspace = session.exec(select(Workspace)).one()
+        assert workspace.id is not None
         session.add(
             Click(
                 id="click_kwd_0000000000", workspace_id=workspace.id, link_id=link["id"]
@@ -150,7 +151,7 @@ def _serve(directory: Path) -> Iterator[str]:
     def handler(*args: object, **kwargs: object) -> _QuietHandler:
         return _QuietHandler(*args, directory=str(directory), **kwargs)  # type: ignore[arg-type]
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)  # type: ignore[arg-type]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -159,3 +160,17 @@ def _serve(directory: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def test_codeqr_fx_says_where_it_cannot_write(
+    settings_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("CODEQR_FX_RATES_FILE", str(blocker / "rates.csv"))
+    reset_process_state()
+    assert main(["fx", "--file", str(_table_with_kwd(tmp_path))]) == 2
+    assert "set CODEQR_FX_RATES_FILE to a writable path" in capsys.readouterr().err

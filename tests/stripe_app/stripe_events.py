@@ -52,7 +52,7 @@ def stripe_customer(
     livemode: bool = False,
 ) -> dict[str, Any]:
     """The customer object: as in ``customer.created`` and as the fake API returns it."""
-    customer = fixture("event_customer_created.json")["data"]["object"]
+    customer: dict[str, Any] = fixture("event_customer_created.json")["data"]["object"]
     metadata = {}
     if external_id:
         metadata["codeqrCustomerId"] = external_id
