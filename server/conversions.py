@@ -46,7 +46,6 @@ logger = get_logger(__name__)
 
 _Row = TypeVar("_Row", Customer, Lead, Sale)
 
-SALE_ID_FIELDS = ("invoice_id", "checkout_session_id", "payment_intent_id", "charge_id")
 MAX_ID_LENGTH = 255
 
 
@@ -71,6 +70,8 @@ class UnknownClick(ConversionError):
 
 
 class UnknownCustomer(ConversionError):
+    """The customer does not exist in this workspace (track it with a lead first)."""
+
     code = "NOT_FOUND"
 
 
@@ -365,6 +366,11 @@ def record_sale(
     workspace, fill in the missing ids and return it; otherwise insert it (converted to
     the reporting currency), credit the link's partner, bump the rollups."""
     require_plan(workspace)
+    if customer.workspace_id != workspace.id:
+        raise UnknownCustomer(
+            f"customer {customer.external_id!r} does not belong to workspace "
+            f"{workspace.slug!r}"
+        )
     code = _check_money(amount, currency)
     _check_text("eventName", event_name)
     ids = _given(

@@ -608,3 +608,20 @@ def test_concurrent_refunds_end_at_the_largest_cumulative_amount(shop: Shop) -> 
     sale = _sale(shop, _customer(shop), amount=2000)
     _together(6, lambda i: _refund(shop, sale.id, [500, 2000, 1200][i % 3]))
     assert _refund_state(shop, sale.id) == (2000, 0, 0)
+
+
+def test_record_sale_refuses_a_customer_of_another_workspace(shop: Shop) -> None:
+    customer = _customer(shop)
+    with (
+        shop.session() as session,
+        pytest.raises(conversions.UnknownCustomer) as caught,
+    ):
+        conversions.record_sale(
+            session,
+            shop.workspace(session, other=True),
+            customer=customer,
+            amount=100,
+            currency="usd",
+        )
+    assert caught.value.code == "NOT_FOUND"
+    assert _count(shop, Sale) == 0
