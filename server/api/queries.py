@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import strawberry
 
@@ -292,26 +293,9 @@ class Query:
                 f"start ({start.isoformat()}) must be before end ({end.isoformat()})."
             )
         starts = timeseries.bucket_starts(interval.name, start, end, tz)
-        span_start, span_end = timeseries.rollup_span(interval.name, starts, tz)
-        hours = await store.read(
-            store.hourly_counters,
-            principal.workspace_id,
-            start=span_start,
-            end=span_end,
-            include_test_mode=include_test_mode,
+        return await _points(
+            principal.workspace_id, interval.name, starts, tz, include_test_mode
         )
-        return [
-            TimeseriesPoint(
-                start=bucket,
-                clicks=counters.clicks,
-                leads=counters.leads,
-                sales=counters.sales,
-                sale_amount=BigInt(counters.sale_amount),
-            )
-            for bucket, counters in timeseries.aggregate(
-                interval.name, starts, hours, tz
-            )
-        ]
 
     @field(description="Partner commissions, newest first.")
     async def commissions(
@@ -357,6 +341,33 @@ class Query:
             [_time_cursor("payouts", row.created_at, row.id) for row in page],
             has_next_page=len(rows) > limit,
         )
+
+
+async def _points(
+    workspace_id: int,
+    interval: str,
+    starts: list[datetime],
+    tz: ZoneInfo,
+    include_test_mode: bool,
+) -> list[TimeseriesPoint]:
+    span_start, span_end = timeseries.rollup_span(interval, starts, tz)
+    hours = await store.read(
+        store.hourly_counters,
+        workspace_id,
+        start=span_start,
+        end=span_end,
+        include_test_mode=include_test_mode,
+    )
+    return [
+        TimeseriesPoint(
+            start=bucket,
+            clicks=counters.clicks,
+            leads=counters.leads,
+            sales=counters.sales,
+            sale_amount=BigInt(counters.sale_amount),
+        )
+        for bucket, counters in timeseries.aggregate(interval, starts, hours, tz)
+    ]
 
 
 def _time_cursor(tag: str, moment: datetime, pk: int | None) -> str:

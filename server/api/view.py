@@ -33,7 +33,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
-from oauth.principal import parse_authorization
+from oauth.principal import Principal, parse_authorization
 from server.api import limits
 from server.api.context import ApiContext, authenticate
 from server.api.errors import (
@@ -127,9 +127,20 @@ class TokenWatchingHandler(BaseGraphQLTransportWSHandler[ApiContext, None]):
         context = self.context
         while context.principal is not None:
             await asyncio.sleep(self._delay(context))
-            context.principal = await authenticate(context.token)
+            context.principal = await self._recheck(context)
         logger.info("api.ws_token_ended")
         await self.websocket.close(TOKEN_CLOSE_CODE, "Token expired or revoked")
+
+    @staticmethod
+    async def _recheck(context: ApiContext) -> Principal | None:
+        """The token's principal now; while storage fails, the one known until it
+        expires (a revoked key then keeps its socket until storage answers)."""
+        try:
+            return await authenticate(context.token)
+        except Exception:
+            logger.warning("api.ws_token_recheck_failed", exc_info=True)
+            known = context.principal
+            return None if known is None or known.is_expired() else known
 
     @staticmethod
     def _delay(context: ApiContext) -> float:
