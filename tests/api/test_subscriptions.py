@@ -324,3 +324,30 @@ def test_invalid_subscription_gets_a_coded_error_and_the_socket_stays(api: Api) 
     assert error["type"] == "error"
     assert error["payload"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert pong == {"type": "pong"}
+
+
+def test_subscription_streams_a_click_made_through_the_real_redirect(api: Api) -> None:
+    tenant = make_tenant("acme")
+
+    async def scenario() -> dict[str, Any]:
+        async with Client(transport=transport(api, tenant.token)) as session:
+            request = gql(LIVE_EVENTS)
+            request.variable_values = {"kinds": ["CLICK"]}
+            stream = session.subscribe(request)
+            first = asyncio.ensure_future(stream.__anext__())
+            await wait_until(lambda: subscriber_count(tenant.id) == 1, "subscribed")
+            redirect = await asyncio.to_thread(
+                api.http.get, f"/{tenant.link_key}", follow_redirects=False
+            )
+            assert redirect.status_code == 302
+            result = await asyncio.wait_for(first, timeout=10)
+            await stream.aclose()
+            event: dict[str, Any] = result["events"]
+            event["location"] = redirect.headers["location"]
+            return event
+
+    click = asyncio.run(scenario())
+
+    assert click["__typename"] == "Click"
+    assert click["link"] == {"key": tenant.link_key}
+    assert f"cq_id={click['clickId']}" in click["location"]
