@@ -55,6 +55,13 @@ IncludeTestMode = Annotated[
         "default: live figures exclude test data."
     ),
 ]
+ListTestMode = Annotated[
+    bool,
+    strawberry.argument(
+        description="List Stripe test-mode leads and sales too (each node says its "
+        "`livemode`). On by default for this list; false keeps only live data."
+    ),
+]
 Start = Annotated[
     datetime | None,
     strawberry.argument(
@@ -193,7 +200,7 @@ class Query:
         ] = None,
         start: Start = None,
         end: End = None,
-        include_test_mode: IncludeTestMode = False,
+        include_test_mode: ListTestMode = True,
     ) -> Connection[Event]:
         principal = require(info, READ_SCOPE)
         limit = pagination.page_size(first)

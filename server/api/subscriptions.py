@@ -42,9 +42,10 @@ class Subscription:
         include_test_mode: Annotated[
             bool,
             strawberry.argument(
-                description="Also stream Stripe test-mode leads and sales."
+                description="Stream Stripe test-mode leads and sales too (each node "
+                "says its `livemode`); false keeps only live data."
             ),
-        ] = False,
+        ] = True,
     ) -> AsyncGenerator[Event, None]:
         principal = require(info, READ_SCOPE)
         wanted = {kind.name for kind in kinds or EventKind}

@@ -160,15 +160,24 @@ def test_events_start_and_end_bound_the_range(api: Api) -> None:
     assert [e["node"]["kind"] for e in page["edges"]] == ["LEAD"]
 
 
-def test_events_leave_out_test_mode_unless_asked(api: Api) -> None:
+def test_events_list_test_mode_by_default_and_leave_it_out_when_asked(
+    api: Api,
+) -> None:
     tenant = make_tenant("acme")
     customer = add_customer(tenant, "user_1", livemode=False)
     add_lead(tenant, customer, livemode=False)
     add_sale(tenant, customer, 100, livemode=False)
 
-    live = _page(api, tenant)
+    default = api.data(
+        "{ events(first: 10) { edges { node { kind ... on Sale { livemode } } } } }",
+        {},
+        token=tenant.token,
+    )["events"]
+    live = _page(api, tenant, includeTestMode=False)
     everything = _page(api, tenant, includeTestMode=True)
 
+    assert [e["node"]["kind"] for e in default["edges"]] == ["SALE", "LEAD"]
+    assert default["edges"][0]["node"]["livemode"] is False
     assert live["edges"] == []
     assert [e["node"]["livemode"] for e in everything["edges"]] == [False, False]
 
