@@ -104,7 +104,7 @@ def parse_event(body: bytes) -> IncomingEvent:
     try:
         text = body.decode("utf-8")
         data = json.loads(text)
-    except ValueError as exc:  # UnicodeDecodeError is a ValueError too
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise RejectedWebhook("body is not JSON") from exc
 
     if not isinstance(data, dict):
@@ -124,7 +124,7 @@ def parse_event(body: bytes) -> IncomingEvent:
     event_type = _text_field(data, "type")
     account = data.get("account")
     if account is not None and not _is_short_text(account):
-        raise RejectedWebhook("event account is not a string")
+        raise RejectedWebhook("event account is not a short printable string")
     inner = data.get("data")
     if not isinstance(inner, dict) or not isinstance(inner.get("object"), dict):
         raise RejectedWebhook("event has no data.object")
@@ -143,13 +143,21 @@ def parse_event(body: bytes) -> IncomingEvent:
 def _text_field(data: dict[str, Any], name: str) -> str:
     value = data.get(name)
     if not _is_short_text(value):
-        raise RejectedWebhook(f"event {name} is missing or not a short string")
+        raise RejectedWebhook(
+            f"event {name} is missing or not a short printable string"
+        )
     assert isinstance(value, str)
     return value
 
 
 def _is_short_text(value: object) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= MAX_FIELD_LENGTH
+    """A non-empty string of at most MAX_FIELD_LENGTH printable characters: no NUL
+    (PostgreSQL text cannot hold it), no unpaired surrogate (no UTF-8 store can)."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_FIELD_LENGTH
+        and value.isprintable()
+    )
 
 
 routes: list[BaseRoute] = [Route("/stripe/webhook", stripe_webhook, methods=["POST"])]

@@ -55,7 +55,7 @@ def parse_header(header: str) -> tuple[int, list[str]]:
 
 
 def _parse_timestamp(value: str) -> int:
-    if not value.isdigit() or len(value) > 12:
+    if not (value.isascii() and value.isdigit()) or len(value) > 12:
         raise SignatureError("Stripe-Signature header has a malformed timestamp")
     return int(value)
 

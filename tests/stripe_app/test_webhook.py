@@ -416,7 +416,9 @@ def test_parse_event_takes_the_inbox_fields_of_every_fixture_event() -> None:
 
 
 def test_parse_event_refuses_an_account_that_is_not_a_string() -> None:
-    with pytest.raises(RejectedWebhook, match="account is not a string"):
+    with pytest.raises(
+        RejectedWebhook, match="account is not a short printable string"
+    ):
         parse_event(event_bytes(CUSTOMER_CREATED, account={"id": ACCOUNT}))
 
 
