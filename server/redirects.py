@@ -101,22 +101,35 @@ def build_cached_link(
 
 def _tracking_template(location: str) -> tuple[str, str]:
     """Split a destination around the click id: the Stripe Payment Links marker is
-    replaced; otherwise ``cq_id`` is appended to the query, before any fragment."""
+    replaced; otherwise ``cq_id`` is appended to the query, before any fragment.
+
+    The click id is the only one the destination carries: a ``cq_id`` already in it is
+    dropped (landing pages read the first one), and with the marker, so are further
+    markers and any other ``client_reference_id`` (Stripe takes one)."""
     base, hash_mark, fragment = location.partition("#")
     suffix_fragment = hash_mark + fragment
     path, _, query = base.partition("?")
     if not urlsplit(path).path:
         path += "/"  # https://shop.example -> https://shop.example/?cq_id=...
-    params = query.split("&") if query else []
+    params = [p for p in query.split("&") if p] if query else []
+    params = [p for p in params if not _is_param(p, CLICK_PARAM)]
     if STRIPE_MARKER in params:
         index = params.index(STRIPE_MARKER)
-        before = "&".join([*params[:index], STRIPE_PARAM])
-        after = "&".join(["", *params[index + 1 :]]) if index + 1 < len(params) else ""
-        return path + "?" + before, after + suffix_fragment
-    if not query:
-        return path + "?" + CLICK_PARAM + "=", suffix_fragment
-    joiner = "" if query.endswith("&") else "&"
-    return path + "?" + query + joiner + CLICK_PARAM + "=", suffix_fragment
+        before = [p for p in params[:index] if not _is_stripe_param(p)]
+        after = [p for p in params[index + 1 :] if not _is_stripe_param(p)]
+        prefix = "&".join([*before, STRIPE_PARAM])
+        return path + "?" + prefix, "".join("&" + p for p in after) + suffix_fragment
+    return path + "?" + "".join(p + "&" for p in params) + CLICK_PARAM + "=", (
+        suffix_fragment
+    )
+
+
+def _is_param(item: str, name: str) -> bool:
+    return item.partition("=")[0] == name
+
+
+def _is_stripe_param(item: str) -> bool:
+    return item == STRIPE_MARKER or _is_param(item, "client_reference_id")
 
 
 class LinkCache:
@@ -275,7 +288,7 @@ class RedirectEndpoint:
         headers = _read_headers(scope["headers"])
         domain = request_domain(headers.host)
         link = None
-        if len(key) <= _MAX_KEY_LENGTH and 0 < len(domain) <= _MAX_DOMAIN_LENGTH:
+        if _servable(key, domain):
             link = await self.cache.get(domain, key)
         if link is None:
             await _send(send, 404, _NOT_FOUND_HEADERS, _NOT_FOUND_BODY)
@@ -307,6 +320,16 @@ class RedirectEndpoint:
         )
         await get_click_writer().record(click)
         return click_id
+
+
+def _servable(key: str, domain: str) -> bool:
+    """Worth a look-up: within the column widths, and no NUL (PostgreSQL refuses it in
+    a text parameter, so no link can hold one)."""
+    return (
+        len(key) <= _MAX_KEY_LENGTH
+        and 0 < len(domain) <= _MAX_DOMAIN_LENGTH
+        and "\x00" not in key
+    )
 
 
 async def _send(

@@ -83,10 +83,15 @@ class UserAgentClass:
 _EMPTY = UserAgentClass(device=None, browser=None, is_bot=False)
 
 
-@lru_cache(maxsize=4096)
 def classify(user_agent: str) -> UserAgentClass:
-    """Classify a User-Agent header value (cached; long values are cut first)."""
-    ua = user_agent[:MAX_USER_AGENT_LENGTH].strip()
+    """Classify a User-Agent header value (cached; long values are cut first, so the
+    cache holds at most MAX_USER_AGENT_LENGTH characters per entry)."""
+    return _classify(user_agent[:MAX_USER_AGENT_LENGTH])
+
+
+@lru_cache(maxsize=4096)
+def _classify(user_agent: str) -> UserAgentClass:
+    ua = user_agent.strip()
     if not ua:
         return _EMPTY
     if _BOT.search(ua):
