@@ -21,9 +21,19 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
 from starlette.datastructures import FormData, Headers, QueryParams
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+# Our forms have a handful of short fields (the longest: a 1024-character password or
+# a return path). Starlette's own bounds (1000 fields of 1 MB each) would let one
+# request hold a gigabyte.
+MAX_FORM_FIELDS = 50
+MAX_FIELD_BYTES = 16 * 1024
+
+
+class FormTooLarge(ValueError):
+    """A form over our bounds, or one Starlette could not parse; the message is ASCII."""
 
 
 class StarlettePayload(OAuth2Payload):  # type: ignore[misc]
@@ -84,10 +94,22 @@ def is_form_request(request: Request) -> bool:
     return content_type.split(";")[0].strip().lower() == FORM_CONTENT_TYPE
 
 
+async def read_form(request: Request) -> FormData:
+    """The request's form, within ``MAX_FORM_FIELDS`` fields of ``MAX_FIELD_BYTES``
+    each and without files; raises :class:`FormTooLarge` otherwise."""
+    try:
+        return await request.form(
+            max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FIELD_BYTES
+        )
+    except HTTPException as exc:
+        raise FormTooLarge(f"The form could not be read: {exc.detail}") from None
+
+
 async def wrap(request: Request) -> StarletteOAuth2Request:
     """Read the url-encoded form (if any) and wrap the request for Authlib.
 
-    Raises Authlib's ``InsecureTransportError`` for a plain-http URL that is not
-    loopback (see ``oauth.routes`` for how that is answered)."""
-    form = await request.form() if is_form_request(request) else FormData()
+    Raises :class:`FormTooLarge` for a form over our bounds, and Authlib's
+    ``InsecureTransportError`` for a plain-http URL that is not loopback (see
+    ``oauth.routes`` for how both are answered)."""
+    form = await read_form(request) if is_form_request(request) else FormData()
     return StarletteOAuth2Request(request, form)

@@ -18,6 +18,7 @@ from authlib.oauth2.rfc6749 import (
     InvalidGrantError,
     InvalidRequestError,
 )
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from sqlmodel import Session, select
 from starlette.responses import Response
@@ -28,6 +29,7 @@ from oauth.grants import CodeGrant, RefreshGrant, Revocation, S256CodeChallenge
 from oauth.principal import ALL_SCOPES
 from server.log_config import get_logger
 from server.models import OAuthClient, OAuthCode, OAuthToken
+from server.security import constant_time_equal
 
 logger = get_logger(__name__)
 
@@ -126,8 +128,9 @@ class CodeQRAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         endpoint: str = "token",
     ) -> OAuthClient:
         """One authentication method per request (RFC 6749 §2.3): Basic together with
-        a ``client_secret`` parameter is ``invalid_request``; a request that sent Basic
-        is judged by Basic alone, so a wrong secret never falls back to ``none``."""
+        a ``client_secret`` parameter, or with a ``client_id`` parameter naming another
+        client, is ``invalid_request``; a request that sent Basic is judged by Basic
+        alone, so a wrong secret never falls back to ``none``."""
         basic = _basic_credentials(request)
         if basic and not _decodable_basic(request):
             raise InvalidClientError(
@@ -136,6 +139,11 @@ class CodeQRAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             )
         if basic and "client_secret" in request.form:
             raise InvalidRequestError("Use one client authentication method, not two.")
+        if basic and not _same_client_as_basic(request):
+            raise InvalidRequestError(
+                "The 'client_id' parameter names another client than the Basic "
+                "credentials."
+            )
         if basic:
             methods = [m for m in methods if m == "client_secret_basic"]
         client: OAuthClient = super().authenticate_client(request, methods, endpoint)
@@ -172,6 +180,18 @@ def _basic_credentials(request: StarletteOAuth2Request) -> bool:
     header = request.headers.get("Authorization") or ""
     scheme, _, value = header.partition(" ")
     return scheme.lower() == "basic" and bool(value.strip())
+
+
+def _same_client_as_basic(request: StarletteOAuth2Request) -> bool:
+    """Whether a ``client_id`` parameter, if sent, names the client of the Basic
+    credentials (read as Authlib reads them: percent-decoded)."""
+    sent = request.form.get("client_id")
+    if sent is None:
+        return True
+    basic_client_id, _ = extract_basic_authorization(request.headers)
+    if not isinstance(sent, str) or basic_client_id is None:
+        return False
+    return constant_time_equal(sent, basic_client_id)
 
 
 def _decodable_basic(request: StarletteOAuth2Request) -> bool:

@@ -23,7 +23,13 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from oauth import csrf, pages, sessions
-from oauth.adapters import StarletteOAuth2Request, is_form_request, wrap
+from oauth.adapters import (
+    FormTooLarge,
+    StarletteOAuth2Request,
+    is_form_request,
+    read_form,
+    wrap,
+)
 from oauth.authorization_server import CodeQRAuthorizationServer
 from oauth.grants import CLIENT_AUTH_METHODS
 from oauth.principal import ALL_SCOPES
@@ -158,8 +164,15 @@ def _check_credentials(email: str, password: str) -> tuple[int, str] | None:
         return user.id, user.password_hash
 
 
+def _form_error_page(error: FormTooLarge) -> Response:
+    return pages.error_page(400, "Invalid request", str(error), "invalid_request")
+
+
 async def login_submit(request: Request) -> Response:
-    form = await request.form()
+    try:
+        form = await read_form(request)
+    except FormTooLarge as error:
+        return _form_error_page(error)
     web = sessions.read(request)
     next_path = _safe_next(form.get("next"), default="")
     if web is None or not csrf.is_valid(web.sid, form.get(csrf.FIELD)):
@@ -190,7 +203,10 @@ async def login_submit(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    form = await request.form()
+    try:
+        form = await read_form(request)
+    except FormTooLarge as error:
+        return _form_error_page(error)
     web = sessions.read(request)
     if web is None or not csrf.is_valid(web.sid, form.get(csrf.FIELD)):
         return pages.error_page(403, "Form expired", FORM_EXPIRED)
@@ -386,6 +402,8 @@ async def authorize(request: Request) -> Response:
         oauth_request = await wrap(request)
     except InsecureTransportError:
         return _insecure_transport_page()
+    except FormTooLarge as error:
+        return _form_error_page(error)
     web = sessions.read(request)
     if request.method == "GET":
         path = request.url.path + ("?" + request.url.query if request.url.query else "")
@@ -443,6 +461,8 @@ async def _form_endpoint(request: Request) -> StarletteOAuth2Request | Response:
         oauth_request = await wrap(request)
     except InsecureTransportError:
         return _oauth_error(400, "invalid_request", "OAuth requires https.")
+    except FormTooLarge as error:
+        return _oauth_error(400, "invalid_request", str(error))
     repeated = oauth_request.repeated_parameters()
     if repeated:
         return _oauth_error(

@@ -244,3 +244,19 @@ def test_changing_the_password_revokes_the_users_oauth_tokens(
         assert (
             browser.login(stripe_app.email, "a brand new password").status_code == 303
         )
+
+
+@pytest.mark.parametrize("path", ["/login", "/logout"])
+def test_login_form_over_the_size_bounds_is_a_400_page(
+    live_server: LiveServer, path: str
+) -> None:
+    """A form is read within 50 fields of 16 KiB (Starlette alone allows 1000 of 1 MB)."""
+    with Browser(live_server.url) as browser:
+        form = _login_form(browser)
+        form["password"] = "x" * 20_000
+        response = browser.http.post(path, data=form)
+
+    assert response.status_code == 400
+    assert "invalid_request" in response.text
+    assert response.headers["x-frame-options"] == "DENY"
+    assert sessions.COOKIE_NAME not in response.headers.get("set-cookie", "")

@@ -451,6 +451,28 @@ def test_token_basic_and_client_secret_together_is_invalid_request(
     _assert_error(response, 400, "invalid_request")
 
 
+def test_token_basic_with_another_client_id_in_the_body_is_invalid_request(
+    live_server: LiveServer, web_client: OAuthSetup
+) -> None:
+    """Which client is asking must be unambiguous: Basic names one client, so a
+    ``client_id`` naming another is refused rather than silently ignored."""
+    stripe_client_id, _ = create_oauth_client()
+    code, verifier = issue_code(live_server.url, web_client)
+    secret = web_client.client_secret or ""
+    form = {**_code_form(web_client, code, verifier), "client_id": stripe_client_id}
+    with live_server.client() as http:
+        response = http.post(
+            "/oauth/token", data=form, headers=_basic(web_client.client_id, secret)
+        )
+        same = http.post(
+            "/oauth/token",
+            data={**form, "client_id": web_client.client_id},
+            headers=_basic(web_client.client_id, secret),
+        )
+    _assert_error(response, 400, "invalid_request")
+    assert same.status_code == 200, same.text
+
+
 def test_token_unknown_client_is_invalid_client(live_server: LiveServer) -> None:
     with live_server.client() as http:
         response = http.post(
@@ -567,6 +589,25 @@ def test_token_hostile_values_get_a_clean_ascii_error(
     payload = response.json()
     assert payload["error"] in RFC6749_ERRORS
     assert payload["error_description"].isascii()
+
+
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/revoke"])
+@pytest.mark.parametrize(
+    "body",
+    [b"grant_type=refresh_token&refresh_token=" + b"a" * 100_000, b"a=1&" * 2000],
+    ids=["long-field", "many-fields"],
+)
+def test_token_oversized_form_is_a_json_invalid_request(
+    live_server: LiveServer, path: str, body: bytes
+) -> None:
+    with live_server.client() as http:
+        response = http.post(
+            path,
+            content=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    _assert_error(response, 400, "invalid_request")
+    assert response.json()["error_description"].isascii()
 
 
 @pytest.mark.parametrize("path", ["/oauth/token", "/oauth/revoke"])
