@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 
 import stripe
@@ -97,7 +98,22 @@ def verify_app_signature(
         )
     except stripe.SignatureVerificationError as exc:
         raise AppSignatureError(_reason(str(exc))) from None
+
+    # The SDK checks only the age: a timestamp far ahead of our clock would keep the
+    # signature valid (and replayable) for that long.
+    if _timestamp(header) > time.time() + tolerance:
+        raise AppSignatureError(
+            f"Stripe-Signature is dated more than {tolerance} seconds in the future; "
+            "check the server's clock"
+        )
     return caller
+
+
+def _timestamp(header: str) -> int:
+    """The header's timestamp, parsed exactly as the SDK's verification parsed it (so
+    after a successful verification it exists and is an integer)."""
+    items = [item.split("=", 2) for item in header.split(",")]
+    return int(next(item[1] for item in items if item[0] == "t"))
 
 
 def _reason(message: str) -> str:

@@ -182,7 +182,7 @@ async def _read_json(request: Request) -> dict[str, Any]:
             )
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested too deep
         data = None
     if not isinstance(data, dict):
         raise ApiError(

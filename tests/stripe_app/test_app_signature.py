@@ -79,6 +79,18 @@ def test_verify_refuses_a_signature_older_than_300_seconds() -> None:
     assert "older than 300 seconds" in info.value.reason
 
 
+def test_verify_refuses_a_signature_dated_in_the_future() -> None:
+    """The SDK only checks age; a timestamp beyond the tolerance ahead of our clock
+    would stay valid for that long, so it is refused as well."""
+    payload = signed_payload(CALLER.user_id, CALLER.account_id)
+    header = _header(payload, timestamp=int(time.time()) + 301)
+
+    with pytest.raises(AppSignatureError) as info:
+        verify_app_signature(header, CALLER, APP_SECRET)
+
+    assert "in the future" in info.value.reason
+
+
 def test_verify_accepts_a_signature_just_inside_the_tolerance() -> None:
     payload = signed_payload(CALLER.user_id, CALLER.account_id)
     header = _header(payload, timestamp=int(time.time()) - 240)

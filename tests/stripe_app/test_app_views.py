@@ -162,8 +162,9 @@ def test_endpoints_are_off_without_an_app_secret(
         b"[1, 2]",
         b'{"user_id": "usr_1"}',
         b'{"user_id": 1, "account_id": "acct_1"}',
+        b"[" * 8000 + b"]" * 8000,
     ],
-    ids=["empty", "not-json", "array", "no-account", "number"],
+    ids=["empty", "not-json", "array", "no-account", "number", "deeply-nested"],
 )
 def test_a_body_without_both_stripe_ids_is_a_400(
     live_server: LiveServer, body: bytes
@@ -196,6 +197,7 @@ def _bad_signatures() -> dict[str, Callable[[], str]]:
     return {
         "missing": lambda: "",
         "stale": lambda: sign(USER_ID, ACCOUNT, timestamp=now - 301),
+        "future": lambda: sign(USER_ID, ACCOUNT, timestamp=now + 3600),
         "wrong-secret": lambda: sign(USER_ID, ACCOUNT, secret=OTHER_APP_SECRET),
         "tampered-account": lambda: sign(USER_ID, OTHER_ACCOUNT),
         "tampered-user": lambda: sign("usr_SomeoneElse", ACCOUNT),
