@@ -99,6 +99,9 @@ async def status(_request: Request, caller: SignedCaller) -> dict[str, Any]:
     return await run_in_threadpool(read)
 
 
+CONNECT_SCOPE = "conversions:write"
+
+
 async def connect(request: Request, caller: SignedCaller) -> dict[str, Any]:
     token = parse_authorization(request.headers.get("authorization"))
     if token is None:
@@ -151,6 +154,14 @@ def _oauth_principal(principal: Principal | None) -> Principal:
             "FORBIDDEN",
             f"a {principal.kind} cannot connect a Stripe account; "
             "use the OAuth access token the app gets when you sign in",
+        )
+    if not principal.has_scope(CONNECT_SCOPE):
+        # Linking an account lets its Stripe events record sales: a write.
+        raise ApiError(
+            403,
+            "FORBIDDEN",
+            f"connecting a Stripe account needs the {CONNECT_SCOPE} scope; "
+            "sign in again and approve it",
         )
     return principal
 

@@ -146,6 +146,7 @@ def issue_access_token(
     expires_in: int = 3600,
     revoked: bool = False,
     client_id: str = APP_CLIENT_ID,
+    scope: str = "conversions:read conversions:write",
 ) -> str:
     """An OAuth access token as the authorization server stores it (hashed)."""
     ensure_app_client(client_id)
@@ -158,7 +159,7 @@ def issue_access_token(
                 client_id=client_id,
                 user_id=user_id,
                 workspace_id=workspace_id,
-                scope="conversions:read conversions:write",
+                scope=scope,
                 access_token_hash=token_hash(token),
                 refresh_token_hash=token_hash(new_token("cqrt_")),
                 issued_at=now,

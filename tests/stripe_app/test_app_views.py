@@ -387,6 +387,21 @@ def test_connect_with_an_api_key_is_refused(live_server: LiveServer) -> None:
     assert workspace(workspace_id).stripe_account_id is None
 
 
+def test_connect_with_a_read_only_token_is_refused(live_server: LiveServer) -> None:
+    # Linking an account lets its Stripe events record sales: it needs the write scope.
+    workspace_id = create_workspace("acme", "business")
+    user_id = create_member(workspace_id)
+    token = issue_access_token(workspace_id, user_id, scope="conversions:read")
+
+    with live_server.client() as client:
+        response = call(client, "/stripe-app/connect", token=token)
+
+    assert response.status_code == 403
+    assert _error_code(response) == "FORBIDDEN"
+    assert "conversions:write" in response.json()["error"]["message"]
+    assert workspace(workspace_id).stripe_account_id is None
+
+
 @pytest.mark.parametrize("case", ["expired", "revoked", "unknown"])
 def test_connect_with_a_dead_access_token_is_a_401(
     live_server: LiveServer, case: str

@@ -151,7 +151,7 @@ def test_install_story_from_sign_in_to_uninstall(
         client_id=client_id,
         token_endpoint_auth_method="none",
         redirect_uri=TEST_MODE_CALLBACK,
-        scope="conversions:read",
+        scope="conversions:read conversions:write",
         code_challenge_method="S256",
         timeout=10,
     )

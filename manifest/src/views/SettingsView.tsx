@@ -72,7 +72,7 @@ class CodeqrError extends Error {
 const DEFAULTS = {
   CODEQR_API_URL: 'https://api.codeqr.io',
   CODEQR_OAUTH_CLIENT_ID: 'stripe-app',
-  CODEQR_OAUTH_SCOPE: 'conversions:read',
+  CODEQR_OAUTH_SCOPE: 'conversions:read conversions:write',
 };
 const APP_ID = 'com.codeqr.conversions';
 
