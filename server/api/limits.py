@@ -5,10 +5,18 @@ would be shared between requests and are deprecated."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
-from graphql import ASTValidationRule, ValidationContext, ValidationRule
+from graphql import (
+    ASTValidationRule,
+    GraphQLError,
+    StringValueNode,
+    ValidationContext,
+    ValidationRule,
+    visit,
+)
+from graphql.language import Visitor
 from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
@@ -17,7 +25,7 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 
-from server.api.errors import CodedMaskErrors
+from server.api.errors import BAD_USER_INPUT, CodedMaskErrors
 from server.settings import get_settings
 
 MAX_DEPTH = 8
@@ -70,7 +78,75 @@ def _introspection_policy() -> SchemaExtension:
     return SchemaExtension()
 
 
+class StorableText(SchemaExtension):
+    """Refuses, before validation, any string argument or variable holding a NUL or an
+    unpaired surrogate: no store can hold them (PostgreSQL text refuses NUL, UTF-8
+    refuses surrogates), so they are the client's error, not a masked server one."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        problem = _unstorable_variable(context.variables or {})
+        if problem is None and document is not None:
+            problem = _unstorable_literal(document)
+        if problem is not None:
+            context.pre_execution_errors = [
+                GraphQLError(
+                    f"{problem} holds a NUL character or an unpaired surrogate; "
+                    "send text without them.",
+                    extensions={"code": BAD_USER_INPUT},
+                )
+            ]
+        yield
+
+
+def _is_storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unstorable_variable(value: object, name: str = "") -> str | None:
+    """The name of the first variable (or part of one) that no store can hold."""
+    if isinstance(value, str):
+        return None if _is_storable(value) else f"Variable '${name}'"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{name}.{key}" if name else str(key)
+            found = _unstorable_variable(item, path)
+            if found is not None or not _is_storable(str(key)):
+                return found or f"Variable '${path}'"
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _unstorable_variable(item, f"{name}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+class _LiteralFinder(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: str | None = None
+
+    def enter_string_value(self, node: StringValueNode, *_: object) -> None:
+        if self.found is None and not _is_storable(node.value):
+            line = node.loc.source.get_location(node.loc.start).line if node.loc else 0
+            self.found = f"The string on line {line}"
+
+
+def _unstorable_literal(document: object) -> str | None:
+    finder = _LiteralFinder()
+    visit(document, finder)  # type: ignore[arg-type]
+    return finder.found
+
+
 EXTENSIONS: list[Callable[[], SchemaExtension]] = [
+    StorableText,
     _token_limiter,
     _depth_limiter,
     _alias_limiter,

@@ -13,10 +13,12 @@ from datetime import datetime
 
 from server.api.errors import BadUserInput
 from server.api.store import KIND_RANK, EventKey
+from server.api.timeseries import as_utc
 
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 100
 MAX_CURSOR_LENGTH = 512
+MAX_ROW_ID = 2**31 - 1  # the integer primary keys
 
 
 def page_size(first: int | None) -> int:
@@ -59,8 +61,12 @@ def _moment(value: object, tag: str) -> datetime:
         except ValueError:
             moment = None
         if moment is not None and moment.tzinfo is not None:
-            return moment
+            return as_utc(moment)
     raise BadUserInput(f"after is not a cursor of this connection ({tag}).")
+
+
+def _is_row_id(value: object) -> bool:
+    return type(value) is int and 0 <= value <= MAX_ROW_ID
 
 
 def time_cursor(tag: str, moment: datetime, pk: int) -> str:
@@ -72,9 +78,10 @@ def decode_time_cursor(cursor: str | None, tag: str) -> tuple[datetime, int] | N
     if cursor is None:
         return None
     parts = _decode(cursor, tag)
-    if len(parts) != 2 or type(parts[1]) is not int:
+    pk = parts[1] if len(parts) == 2 else None
+    if not isinstance(pk, int) or not _is_row_id(pk):
         raise BadUserInput(f"after is not a cursor of this connection ({tag}).")
-    return _moment(parts[0], tag), parts[1]
+    return _moment(parts[0], tag), pk
 
 
 EVENTS_TAG = "events"
@@ -82,6 +89,10 @@ EVENTS_TAG = "events"
 
 def event_cursor(key: EventKey) -> str:
     return encode(EVENTS_TAG, key.timestamp.isoformat(), key.rank, key.id)
+
+
+def _is_click_id(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable()
 
 
 def decode_event_cursor(cursor: str | None) -> EventKey | None:
@@ -92,7 +103,7 @@ def decode_event_cursor(cursor: str | None) -> EventKey | None:
         raise BadUserInput("after is not a cursor of this connection (events).")
     moment, rank, pk = _moment(parts[0], EVENTS_TAG), parts[1], parts[2]
     click_rank = KIND_RANK["CLICK"]
-    valid_id = isinstance(pk, str) if rank == click_rank else type(pk) is int
+    valid_id = _is_click_id(pk) if rank == click_rank else _is_row_id(pk)
     if not isinstance(rank, int) or rank not in KIND_RANK.values() or not valid_id:
         raise BadUserInput("after is not a cursor of this connection (events).")
     assert isinstance(pk, str | int)

@@ -31,11 +31,27 @@ def zone(name: str) -> ZoneInfo:
         ) from exc
 
 
+# Instants a client may pass: a year of margin on each side of datetime's own range, so
+# no conversion, hour rounding or bucket step taken from them can overflow.
+EARLIEST = datetime(2, 1, 1, tzinfo=UTC)
+LATEST = datetime(9998, 1, 1, tzinfo=UTC)
+
+
 def as_utc(moment: datetime) -> datetime:
-    """Aware UTC; a value without an offset is taken as UTC."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    """Aware UTC; a value without an offset is taken as UTC. Instants outside
+    EARLIEST..LATEST are refused."""
+    try:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise BadUserInput(
+            f"{moment.isoformat()} is out of range: instants must lie between "
+            f"{EARLIEST.isoformat()} and {LATEST.isoformat()}."
+        )
+    return utc
 
 
 def floor_hour(moment: datetime) -> datetime:
