@@ -14,11 +14,14 @@ because a concurrent writer can still win the unique index between check and wri
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, exists, or_, update
+from sqlalchemy import BindParameter, Executable, Table, bindparam, exists, or_, update
+from sqlalchemy import select as sql_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
@@ -86,22 +89,21 @@ def find_customer(
     session: Session, workspace: Workspace, external_id: str
 ) -> Customer | None:
     """The workspace's customer with this external id (the merchant's own user id)."""
-    return session.exec(
-        select(Customer).where(
-            Customer.workspace_id == workspace.id, Customer.external_id == external_id
-        )
+    found: Customer | None = session.scalars(
+        _CUSTOMER_BY_EXTERNAL_ID,
+        {"workspace_id": workspace.id, "external_id": external_id},
     ).first()
+    return found
 
 
 def find_customer_by_stripe_id(
     session: Session, workspace: Workspace, stripe_customer_id: str
 ) -> Customer | None:
-    return session.exec(
-        select(Customer).where(
-            Customer.workspace_id == workspace.id,
-            Customer.stripe_customer_id == stripe_customer_id,
-        )
+    found: Customer | None = session.scalars(
+        _CUSTOMER_BY_STRIPE_ID,
+        {"workspace_id": workspace.id, "stripe_customer_id": stripe_customer_id},
     ).first()
+    return found
 
 
 def find_click(session: Session, workspace: Workspace, click_id: str) -> Click | None:
@@ -130,12 +132,32 @@ def find_sale(
     )
     if not ids:
         return None
-    matches = [getattr(Sale, field) == value for field, value in ids.items()]
-    return session.exec(
-        select(Sale)
-        .where(Sale.workspace_id == workspace.id, or_(*matches))
-        .order_by(col(Sale.id))
+    found: Sale | None = session.scalars(
+        _sale_by_ids(tuple(ids)), {"workspace_id": workspace.id, **ids}
     ).first()
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _ClickRef:
+    """What a lead needs of its click."""
+
+    id: str
+    link_id: int | None
+
+
+def _click_of(
+    session: Session, workspace: Workspace, click_id: str
+) -> _ClickRef | None:
+    """:func:`find_click` without loading an ORM object (two columns, one query)."""
+    if len(click_id) > 64:
+        return None
+    row = (
+        session.connection()
+        .execute(_CLICK_OF_WORKSPACE, {"id": click_id, "workspace_id": workspace.id})
+        .first()
+    )
+    return None if row is None else _ClickRef(row.id, row.link_id)
 
 
 # --- leads -----------------------------------------------------------------------------
@@ -188,10 +210,72 @@ def record_lead_with_customer(
     timestamp: datetime | None = None,
 ) -> tuple[Lead, Customer]:
     """:func:`record_lead`, also giving the customer (no second query for it)."""
+    lead, customer = _lead_and_customer(
+        session,
+        workspace,
+        click_id=click_id,
+        customer_external_id=customer_external_id,
+        event_name=event_name,
+        customer_name=customer_name,
+        customer_email=customer_email,
+        stripe_customer_id=stripe_customer_id,
+        livemode=livemode,
+        timestamp=timestamp,
+        read_back=True,
+    )
+    assert lead is not None
+    return lead, customer
+
+
+def record_customer_lead(
+    session: Session,
+    workspace: Workspace,
+    *,
+    click_id: str,
+    customer_external_id: str,
+    event_name: str = "Sign up",
+    customer_name: str | None = None,
+    customer_email: str | None = None,
+    stripe_customer_id: str | None = None,
+    livemode: bool = True,
+    timestamp: datetime | None = None,
+) -> Customer:
+    """:func:`record_lead` for callers that need only the customer: a lead recorded
+    before is not read back (one query less when an event repeats the lead)."""
+    _lead, customer = _lead_and_customer(
+        session,
+        workspace,
+        click_id=click_id,
+        customer_external_id=customer_external_id,
+        event_name=event_name,
+        customer_name=customer_name,
+        customer_email=customer_email,
+        stripe_customer_id=stripe_customer_id,
+        livemode=livemode,
+        timestamp=timestamp,
+        read_back=False,
+    )
+    return customer
+
+
+def _lead_and_customer(
+    session: Session,
+    workspace: Workspace,
+    *,
+    click_id: str,
+    customer_external_id: str,
+    event_name: str,
+    customer_name: str | None,
+    customer_email: str | None,
+    stripe_customer_id: str | None,
+    livemode: bool,
+    timestamp: datetime | None,
+    read_back: bool,
+) -> tuple[Lead | None, Customer]:
     require_plan(workspace)
     _check_text("customerExternalId", customer_external_id)
     _check_text("eventName", event_name)
-    click = find_click(session, workspace, click_id)
+    click = _click_of(session, workspace, click_id)
     if click is None:
         raise UnknownClick(
             f"click {click_id!r} does not exist in workspace {workspace.slug!r}; "
@@ -208,7 +292,7 @@ def record_lead_with_customer(
         session, workspace, customer_external_id, click, livemode, moment, details
     )
     lead = _insert_lead(
-        session, workspace, customer, click, event_name, livemode, moment
+        session, workspace, customer, click, event_name, livemode, moment, read_back
     )
     return lead, customer
 
@@ -217,7 +301,7 @@ def _upsert_customer(
     session: Session,
     workspace: Workspace,
     external_id: str,
-    click: Click,
+    click: _ClickRef,
     livemode: bool,
     moment: datetime,
     details: dict[str, str | None],
@@ -255,7 +339,10 @@ def _upsert_customer(
 
 
 def _known_customer(
-    session: Session, customer: Customer, click: Click, details: dict[str, str | None]
+    session: Session,
+    customer: Customer,
+    click: _ClickRef,
+    details: dict[str, str | None],
 ) -> Customer:
     """A customer seen before keeps its first attribution; its details are refreshed."""
     if customer.link_id is None:
@@ -298,11 +385,14 @@ def _insert_lead(
     session: Session,
     workspace: Workspace,
     customer: Customer,
-    click: Click,
+    click: _ClickRef,
     event_name: str,
     livemode: bool,
     moment: datetime,
-) -> Lead:
+    read_back: bool = True,
+) -> Lead | None:
+    """The new lead, or the existing one of this customer and event name (None then
+    unless ``read_back``)."""
     inserted = _insert_new(
         session,
         Lead,
@@ -316,32 +406,25 @@ def _insert_lead(
             "timestamp": moment,
         },
     )
-    lead = (
-        inserted
-        or session.exec(
-            select(Lead).where(
-                Lead.customer_id == customer.id, Lead.event_name == event_name
-            )
+    if inserted is None:
+        if not read_back:
+            return None
+        existing: Lead = session.scalars(
+            _LEAD_OF_CUSTOMER, {"customer_id": customer.id, "event_name": event_name}
         ).one()
+        return existing
+
+    assert workspace.id is not None
+    bump(session, workspace_id=workspace.id, moment=moment, livemode=livemode, leads=1)
+    emit(session, BusEvent(workspace.id, "LEAD", str(inserted.id), livemode))
+    logger.info(
+        "conversions.lead_recorded",
+        workspace_id=workspace.id,
+        lead_id=inserted.id,
+        customer_id=customer.id,
+        event_name=event_name,
     )
-    if inserted is not None:
-        assert workspace.id is not None
-        bump(
-            session,
-            workspace_id=workspace.id,
-            moment=moment,
-            livemode=livemode,
-            leads=1,
-        )
-        emit(session, BusEvent(workspace.id, "LEAD", str(lead.id), livemode))
-        logger.info(
-            "conversions.lead_recorded",
-            workspace_id=workspace.id,
-            lead_id=lead.id,
-            customer_id=customer.id,
-            event_name=event_name,
-        )
-    return lead
+    return inserted
 
 
 # --- sales -----------------------------------------------------------------------------
@@ -472,10 +555,8 @@ def _fill_sale_ids(session: Session, sale: Sale, ids: Mapping[str, str]) -> Sale
 def _credit_partner(session: Session, workspace: Workspace, sale: Sale) -> None:
     if sale.link_id is None:
         return
-    partner = session.exec(
-        select(Partner)
-        .join(Link, col(Link.partner_id) == col(Partner.id))
-        .where(Link.id == sale.link_id)
+    partner: Partner | None = session.scalars(
+        _PARTNER_OF_LINK, {"link_id": sale.link_id}
     ).first()
     if partner is None:
         return
@@ -665,9 +746,8 @@ def _insert_new(
     """``INSERT … ON CONFLICT DO NOTHING RETURNING``: the new row (an object of the
     session), or None when a row with one of the same unique keys exists already."""
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(model).values(**values).on_conflict_do_nothing()
-    row: _Row | None = session.scalars(statement.returning(model)).first()
+    statement = _insert_statement(model, dialect, tuple(values))
+    row: _Row | None = session.scalars(statement, dict(values)).first()
     return row
 
 
@@ -676,24 +756,14 @@ def _fill_unique(
 ) -> bool:
     """Set ``row.field = value`` if it is empty and no other row of the workspace holds
     ``value``; True when it was set."""
-    other = table.alias("other")
-    statement: Update = (
-        update(table)
-        .where(
-            table.c.id == row.id,
-            table.c[field].is_(None),
-            ~exists().where(
-                other.c.workspace_id == row.workspace_id, other.c[field] == value
-            ),
-        )
-        .values({field: value})
-    )
+    statement = _fill_statement(table, field)
+    params = {"row_id": row.id, "in_workspace": row.workspace_id, "value": value}
     try:
         if session.get_bind().dialect.name == "postgresql":
             with session.begin_nested():
-                result = session.execute(statement)
+                result = session.execute(statement, params)
         else:
-            result = session.execute(statement)
+            result = session.execute(statement, params)
     except IntegrityError:
         result = None
     filled = bool(result is not None and result.rowcount)  # type: ignore[attr-defined]
@@ -708,3 +778,85 @@ def _fill_unique(
             reason="held by another row",
         )
     return filled
+
+
+# --- statements built once: building and hashing a statement on every call cost more
+# --- than running it (each bound value is a named parameter)
+
+
+def _param(column: Any) -> BindParameter[Any]:
+    return bindparam(column.key, type_=column.type)
+
+
+_CLICKS = _table(Click)
+_CLICK_OF_WORKSPACE = sql_select(_CLICKS.c.id, _CLICKS.c.link_id).where(
+    _CLICKS.c.id == _param(_CLICKS.c.id),
+    _CLICKS.c.workspace_id == _param(_CLICKS.c.workspace_id),
+)
+
+_CUSTOMER_BY_EXTERNAL_ID = select(Customer).where(
+    col(Customer.workspace_id) == _param(col(Customer.workspace_id)),
+    col(Customer.external_id) == _param(col(Customer.external_id)),
+)
+
+_CUSTOMER_BY_STRIPE_ID = select(Customer).where(
+    col(Customer.workspace_id) == _param(col(Customer.workspace_id)),
+    col(Customer.stripe_customer_id) == _param(col(Customer.stripe_customer_id)),
+)
+
+_LEAD_OF_CUSTOMER = select(Lead).where(
+    col(Lead.customer_id) == _param(col(Lead.customer_id)),
+    col(Lead.event_name) == _param(col(Lead.event_name)),
+)
+
+_PARTNER_OF_LINK = (
+    select(Partner)
+    .join(Link, col(Link.partner_id) == col(Partner.id))
+    .where(col(Link.id) == bindparam("link_id", type_=_table(Link).c.id.type))
+)
+
+
+@cache
+def _sale_by_ids(fields: tuple[str, ...]) -> Executable:
+    """The workspace's sale named by any of ``fields`` (oldest first)."""
+    table = _table(Sale)
+    matches = [table.c[field] == _param(table.c[field]) for field in fields]
+    return (
+        select(Sale)
+        .where(col(Sale.workspace_id) == _param(table.c.workspace_id), or_(*matches))
+        .order_by(col(Sale.id))
+    )
+
+
+@cache
+def _insert_statement(model: Any, dialect: str, keys: tuple[str, ...]) -> Executable:
+    """``INSERT … ON CONFLICT DO NOTHING RETURNING *`` of these columns, loaded as
+    ``model`` objects of the session."""
+    table = _table(model)
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    core = (
+        insert(table)
+        .values({key: _param(table.c[key]) for key in keys})
+        .on_conflict_do_nothing()
+        .returning(*table.c)
+    )
+    return select(model).from_statement(core)
+
+
+@cache
+def _fill_statement(table: Table, field: str) -> Update:
+    other = table.alias("other")
+    value = bindparam("value", type_=table.c[field].type)
+    return (
+        update(table)
+        .where(
+            table.c.id == bindparam("row_id", type_=table.c.id.type),
+            table.c[field].is_(None),
+            ~exists().where(
+                other.c.workspace_id
+                == bindparam("in_workspace", type_=table.c.workspace_id.type),
+                other.c[field] == value,
+            ),
+        )
+        .values({field: value})
+    )

@@ -102,7 +102,7 @@ def customer_from_keys(
     """With a click id: record the lead (customer upserted, attributed to the click).
     Without: the customer must exist already (tracked through ``trackLead``)."""
     if click_id:
-        _lead, tracked = conversions.record_lead_with_customer(
+        return conversions.record_customer_lead(
             session,
             ctx.workspace,
             click_id=click_id,
@@ -114,7 +114,6 @@ def customer_from_keys(
             livemode=ctx.livemode,
             timestamp=moment,
         )
-        return tracked
 
     customer = conversions.find_customer(session, ctx.workspace, external_id)
     if customer is None:
