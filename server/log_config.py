@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
+from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -26,9 +27,16 @@ def _redact(
     _logger: Any, _name: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     for key in list(event):
-        if any(hint in key.lower() for hint in _SECRET_FIELD_HINTS):
+        if _is_secret_field(key):
             event[key] = "[redacted]"
     return event
+
+
+@lru_cache(maxsize=4096)
+def _is_secret_field(key: str) -> bool:
+    # Field names come from the code: a handful, each decided once.
+    lowered = key.lower()
+    return any(hint in lowered for hint in _SECRET_FIELD_HINTS)
 
 
 def configure_logging(level: str = "INFO", json: bool = False) -> None:
@@ -50,7 +58,12 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
         _redact,
     ]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # Events below the logger's level are dropped before any processor runs.
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
