@@ -132,17 +132,53 @@ def _incoming(event: dict[str, Any]) -> Any:
     )
 
 
-def drain_inbox() -> tuple[int, str]:
-    """Run worker batches until nothing is due; returns (events handled, a summary)."""
-    from stripe_app.worker import process_batch
+def drain_inbox(deadline_seconds: float = 600.0) -> tuple[int, str]:
+    """Run worker batches until no event is pending (events retried after a backoff
+    included), as the app's worker does: ``worker_concurrency`` batches side by side
+    on PostgreSQL, one on SQLite. Returns (events handled, a summary)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from stripe_app.worker import BatchReport, worker_concurrency
 
     totals = {"done": 0, "skipped": 0, "retried": 0, "dead": 0}
-    while True:
-        report = process_batch()
-        if report.claimed == 0:
-            break
-        for name in totals:
-            totals[name] += getattr(report, name)
+    deadline = time.monotonic() + deadline_seconds
+
+    def loop() -> list[BatchReport]:
+        from stripe_app.worker import process_batch
+
+        reports: list[BatchReport] = []
+        while True:
+            report = process_batch()
+            if report.claimed == 0:
+                return reports
+            reports.append(report)
+
+    threads = worker_concurrency()
+    with ThreadPoolExecutor(threads, thread_name_prefix="bench-worker") as pool:
+        while True:
+            for future in [pool.submit(loop) for _ in range(threads)]:
+                for report in future.result():
+                    for name in totals:
+                        totals[name] += getattr(report, name)
+            if not _pending() or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)  # retried events come back after their backoff
     handled = totals["done"] + totals["skipped"] + totals["dead"]
     summary = ", ".join(f"{name} {count:,}" for name, count in totals.items())
-    return handled, summary
+    return handled, f"{summary}; {threads} worker thread(s)"
+
+
+def _pending() -> int:
+    from sqlalchemy import func, select
+
+    from server.db import get_engine
+    from server.models import InboxStatus
+    from stripe_app.inbox import TABLE
+
+    with get_engine().connect() as conn:
+        count = conn.execute(
+            select(func.count())
+            .select_from(TABLE)
+            .where(TABLE.c.status == InboxStatus.PENDING)
+        ).scalar_one()
+    return int(count)

@@ -448,8 +448,17 @@ _worker: Worker | None = None
 def get_worker() -> Worker:
     global _worker
     if _worker is None:
-        _worker = Worker()
+        _worker = Worker(concurrency=worker_concurrency())
     return _worker
+
+
+def worker_concurrency() -> int:
+    """How many batches run side by side: ``worker_concurrency`` on PostgreSQL (a
+    thread waiting for the database leaves the interpreter to the others), one on
+    SQLite, where writes are serialised anyway."""
+    if is_sqlite(get_engine()):
+        return 1
+    return max(1, get_settings().worker_concurrency)
 
 
 def reset_worker() -> None:
