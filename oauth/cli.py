@@ -64,7 +64,9 @@ def cmd_oauth_client_create(args: argparse.Namespace) -> int:
 
 
 def add_commands(subparsers: Any) -> None:
-    user = subparsers.add_parser("user").add_subparsers(dest="action", required=True)
+    user = subparsers.add_parser(
+        "user", help="users who sign in to CodeQR"
+    ).add_subparsers(dest="action", required=True)
     user_create = user.add_parser("create", help="create a user who can log in")
     user_create.add_argument("--email", required=True)
     user_create.add_argument("--password", required=True)
@@ -72,9 +74,9 @@ def add_commands(subparsers: Any) -> None:
     user_create.add_argument("--role", choices=ROLES, default="member")
     user_create.set_defaults(handler=cmd_user_create)
 
-    client = subparsers.add_parser("oauth-client").add_subparsers(
-        dest="action", required=True
-    )
+    client = subparsers.add_parser(
+        "oauth-client", help="OAuth clients (the Stripe App and others)"
+    ).add_subparsers(dest="action", required=True)
     client_create = client.add_parser("create", help="register an OAuth client")
     client_create.add_argument("--name", required=True)
     client_create.add_argument(

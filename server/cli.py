@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from server import db
@@ -24,6 +26,38 @@ DEMO_ACCOUNT = "acct_1TestConnected000"
 
 class CommandError(Exception):
     """A user mistake: printed as one line on stderr, exit status 2."""
+
+
+_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+_ACCOUNT = re.compile(r"acct_[A-Za-z0-9]{1,60}")
+_LINK_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,189}")
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}")
+# Paths the app serves itself: a short link with one of these keys could never be reached.
+RESERVED_KEYS = frozenset(
+    {
+        "graphql",
+        "healthz",
+        "oauth",
+        "stripe",
+        "stripe-app",
+        "login",
+        "logout",
+        "favicon.ico",
+    }
+)
+
+
+def _check(pattern: re.Pattern[str], value: str, what: str, hint: str) -> str:
+    if not pattern.fullmatch(value):
+        raise CommandError(f"{what} {value!r} is not valid: {hint}")
+    return value
+
+
+def port_number(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (1-65535)")
+    return port
 
 
 def _print(obj: dict[str, Any]) -> None:
@@ -51,6 +85,14 @@ def create_workspace(
     plan: str = "free",
     stripe_account: str | None = None,
 ) -> Workspace:
+    _check(_SLUG, slug, "workspace slug", "use 1-63 lower-case letters, digits or '-'")
+    if stripe_account is not None:
+        _check(
+            _ACCOUNT,
+            stripe_account,
+            "--stripe-account",
+            "expected acct_ and letters/digits",
+        )
     with db.session_scope() as session:
         if session.exec(select(Workspace).where(Workspace.slug == slug)).first():
             raise CommandError(f"workspace {slug!r} already exists")
@@ -127,6 +169,13 @@ def create_link(
         raise CommandError(f"--url must be an absolute http(s) URL, got {url!r}")
     settings = get_settings()
     key = key or secrets.token_urlsafe(5).replace("-", "x").replace("_", "y")
+    _check(_LINK_KEY, key, "--key", "use letters, digits, '-' or '_' (up to 190)")
+    if key.lower() in RESERVED_KEYS:
+        raise CommandError(
+            f"--key {key!r} is a path the server uses itself; pick another"
+        )
+    if partner is not None:
+        _check(_EMAIL, partner, "--partner", "expected an email address")
     with db.session_scope() as session:
         workspace = _workspace(session, slug)
         assert workspace.id is not None
@@ -252,16 +301,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the HTTP server")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=port_number, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument(
         "--demo", action="store_true", help="migrate and create a demo workspace first"
     )
     serve.set_defaults(handler=cmd_serve)
 
-    workspace = commands.add_parser("workspace").add_subparsers(
-        dest="action", required=True
-    )
+    workspace = commands.add_parser(
+        "workspace", help="workspaces (tenants)"
+    ).add_subparsers(dest="action", required=True)
     ws_create = workspace.add_parser("create", help="create a workspace")
     ws_create.add_argument("slug")
     ws_create.add_argument("--name")
@@ -269,12 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
     ws_create.add_argument("--stripe-account", dest="stripe_account")
     ws_create.set_defaults(handler=cmd_workspace_create)
 
-    apikey = commands.add_parser("apikey").add_subparsers(dest="action", required=True)
+    apikey = commands.add_parser(
+        "apikey", help="API keys for the GraphQL API"
+    ).add_subparsers(dest="action", required=True)
     key_create = apikey.add_parser("create", help="create an API key for a workspace")
     key_create.add_argument("--workspace", required=True)
     key_create.set_defaults(handler=cmd_apikey_create)
 
-    link = commands.add_parser("link").add_subparsers(dest="action", required=True)
+    link = commands.add_parser("link", help="short links").add_subparsers(
+        dest="action", required=True
+    )
     link_create = link.add_parser("create", help="create a short link")
     link_create.add_argument("--workspace", required=True)
     link_create.add_argument("--url", required=True)
@@ -308,6 +361,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except CommandError as exc:
         sys.stderr.write(f"codeqr: error: {exc}\n")
+        return 2
+    except OperationalError as exc:
+        reason = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+        sys.stderr.write(
+            f"codeqr: error: the database is not usable ({reason}); check "
+            "CODEQR_DATABASE_URL and run `codeqr db upgrade`\n"
+        )
         return 2
 
 

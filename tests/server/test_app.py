@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
@@ -23,3 +26,78 @@ def test_migrations_match_the_models(database_url: str) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     engine.dispose()
     assert diff == [], f"models changed without a migration: {diff}"
+
+
+def test_cli_refuses_bad_slugs_keys_and_accounts(settings_env: dict[str, str]) -> None:
+    from server.cli import main
+
+    db.upgrade()
+    assert main(["workspace", "create", "Bad Slug!"]) == 2
+    assert main(["workspace", "create", "acme", "--stripe-account", "nope"]) == 2
+    assert main(["workspace", "create", "acme", "--plan", "business"]) == 0
+    for key in ("graphql", "../admin", "a/b"):
+        assert (
+            main(
+                [
+                    "link",
+                    "create",
+                    "--workspace",
+                    "acme",
+                    "--url",
+                    "https://a.example/",
+                    "--key",
+                    key,
+                ]
+            )
+            == 2
+        )
+    assert (
+        main(
+            [
+                "link",
+                "create",
+                "--workspace",
+                "acme",
+                "--url",
+                "https://a.example/",
+                "--partner",
+                "nope",
+            ]
+        )
+        == 2
+    )
+
+
+def test_cli_names_db_upgrade_when_the_schema_is_missing(
+    settings_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    from server.cli import main
+    from tests.conftest import reset_process_state
+
+    monkeypatch.setenv("CODEQR_DATABASE_URL", f"sqlite:///{tmp_path / 'new.db'}")
+    reset_process_state()
+    assert main(["workspace", "create", "acme"]) == 2
+    assert "codeqr db upgrade" in capsys.readouterr().err
+
+
+def test_dev_secret_key_lives_beside_the_sqlite_database(
+    settings_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from server import security
+    from tests.conftest import reset_process_state
+
+    database = tmp_path / "data" / "shop.db"
+    database.parent.mkdir()
+    monkeypatch.setenv("CODEQR_DATABASE_URL", f"sqlite:///{database}")
+    monkeypatch.delenv("CODEQR_SECRET_KEY")
+    reset_process_state()
+    first = security.token_hash("cq_live_x")
+
+    monkeypatch.chdir(tmp_path)  # another folder, same database: same key
+    security.secret_key.cache_clear()
+    assert security.token_hash("cq_live_x") == first
+    key_file = database.with_name("shop.db.codeqr_secret_key")
+    assert key_file.stat().st_mode & 0o777 == 0o600
