@@ -257,6 +257,9 @@ def _skip_reason(
 
 def _context(event: ClaimedEvent, workspace: Workspace) -> registry.EventContext:
     body: dict[str, Any] = json.loads(event.payload)
+    if "\\u" in event.payload:
+        # Only an escape can smuggle in text no database stores (NUL, lone surrogates).
+        body = _storable(body)
     data: dict[str, Any] = body["data"]
     return registry.EventContext(
         event_id=event.id,
@@ -269,6 +272,20 @@ def _context(event: ClaimedEvent, workspace: Workspace) -> registry.EventContext
         previous_attributes=data.get("previous_attributes"),
         workspace=workspace,
     )
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with every string made storable: NUL removed (PostgreSQL refuses it in
+    text) and unpaired surrogates replaced (no UTF-8 encoder accepts them)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "")
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    return value
 
 
 def _describe(exc: Exception) -> str:
