@@ -63,13 +63,7 @@ def load_handlers() -> dict[str, Handler]:
     global _loaded
     if _loaded:
         return HANDLERS
-    try:
-        module = importlib.import_module("stripe_app.handlers")
-    except ModuleNotFoundError as exc:
-        if exc.name != "stripe_app.handlers":
-            raise
-        _loaded = True  # TODO(#2): no handlers package yet
-        return HANDLERS
+    module = importlib.import_module("stripe_app.handlers")
     found: dict[str, Handler] | None = getattr(module, "HANDLERS", None)
     if found is not None:
         for event_type, handler in found.items():
