@@ -181,36 +181,7 @@ def record_lead(
 
     A customer keeps its first attribution; a later lead of the same customer with
     another click is attributed to that click. Replays return the existing lead."""
-    lead, _customer = record_lead_with_customer(
-        session,
-        workspace,
-        click_id=click_id,
-        customer_external_id=customer_external_id,
-        event_name=event_name,
-        customer_name=customer_name,
-        customer_email=customer_email,
-        stripe_customer_id=stripe_customer_id,
-        livemode=livemode,
-        timestamp=timestamp,
-    )
-    return lead
-
-
-def record_lead_with_customer(
-    session: Session,
-    workspace: Workspace,
-    *,
-    click_id: str,
-    customer_external_id: str,
-    event_name: str = "Sign up",
-    customer_name: str | None = None,
-    customer_email: str | None = None,
-    stripe_customer_id: str | None = None,
-    livemode: bool = True,
-    timestamp: datetime | None = None,
-) -> tuple[Lead, Customer]:
-    """:func:`record_lead`, also giving the customer (no second query for it)."""
-    lead, customer = _lead_and_customer(
+    lead, _customer = _lead_and_customer(
         session,
         workspace,
         click_id=click_id,
@@ -224,7 +195,7 @@ def record_lead_with_customer(
         read_back=True,
     )
     assert lead is not None
-    return lead, customer
+    return lead
 
 
 def record_customer_lead(
