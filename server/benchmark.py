@@ -454,19 +454,25 @@ def _check_redirect(server: Server) -> None:
 
 
 def _redirect_figure(load: Load) -> Figure:
+    return _load_figure(load, "redirect+click", "bare 302", accepted="2xx/3xx")
+
+
+def _load_figure(load: Load, name: str, baseline_name: str, *, accepted: str) -> Figure:
+    """Requests per second of product and baseline, with a note for each side that
+    answered outside ``accepted`` or lost sockets."""
     product, baseline = Load.total(load.product), Load.total(load.baseline)
     figure = Figure(
-        name="redirect+click",
+        name=name,
         value=product.rate,
         unit="req/s",
-        baseline_name="bare 302",
+        baseline_name=baseline_name,
         baseline=baseline.rate,
         target="target >= 0.50",
     )
     for label, run in (("product", product), ("baseline", baseline)):
         if run.bad_status or run.socket_errors:
             figure.notes.append(
-                f"{label}: {run.bad_status} responses not 2xx/3xx, "
+                f"{label}: {run.bad_status} responses not {accepted}, "
                 f"{run.socket_errors} socket errors"
             )
     return figure
@@ -557,22 +563,12 @@ def bench_webhook(
         product.stop()
         baseline.stop()
 
-    product_total, baseline_total = Load.total(load.product), Load.total(load.baseline)
-    figure = Figure(
-        name="webhook accept (verify + inbox)",
-        value=product_total.rate,
-        unit="req/s",
-        baseline_name="verify + one insert",
-        baseline=baseline_total.rate,
-        target="target >= 0.50",
+    figure = _load_figure(
+        load, "webhook accept (verify + inbox)", "verify + one insert", accepted="2xx"
     )
-    for label, run in (("product", product_total), ("baseline", baseline_total)):
-        if run.bad_status or run.socket_errors:
-            figure.notes.append(
-                f"{label}: {run.bad_status} responses not 2xx, {run.socket_errors} socket errors"
-            )
     figure.notes.append(cpu_note(load))
-    figure.notes.append(_inbox_check(database_url, run_id, product_total.requests))
+    accepted = Load.total(load.product).requests
+    figure.notes.append(_inbox_check(database_url, run_id, accepted))
     figure.notes.append(_rss_note(rss))
     return figure
 
