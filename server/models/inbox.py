@@ -20,11 +20,18 @@ class StripeEvent(SQLModel, table=True):
     """The durable webhook inbox, keyed by Stripe's event id so a redelivery is a no-op."""
 
     __tablename__ = "stripe_event"
-    __table_args__ = (Index("ix_stripe_event_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_stripe_event_due", "status", "next_attempt_at"),
+        # The claim's look-up of a key's events leased to another worker right now.
+        Index("ix_stripe_event_ordering", "ordering_key", "locked_until"),
+    )
 
     id: str = Field(primary_key=True, max_length=255)
     type: str = Field(max_length=255)
     account: str | None = Field(default=None, max_length=255)
+    # The account and the Stripe customer (or object) the event is about: a worker never
+    # takes an event while another holds one of the same key (NULL: no constraint).
+    ordering_key: str | None = Field(default=None, max_length=255)
     livemode: bool = False
     created: int = 0
     payload: str = Field(sa_column=Column(Text, nullable=False))

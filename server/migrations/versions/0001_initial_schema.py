@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 16:19:32.857277
+Create Date: 2026-12-04 19:06:03.885846
 """
 
 from collections.abc import Sequence
@@ -52,6 +52,9 @@ def upgrade() -> None:
         sa.Column(
             "account", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True
         ),
+        sa.Column(
+            "ordering_key", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True
+        ),
         sa.Column("livemode", sa.Boolean(), nullable=False),
         sa.Column("created", sa.Integer(), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
@@ -74,6 +77,9 @@ def upgrade() -> None:
     with op.batch_alter_table("stripe_event", schema=None) as batch_op:
         batch_op.create_index(
             "ix_stripe_event_due", ["status", "next_attempt_at"], unique=False
+        )
+        batch_op.create_index(
+            "ix_stripe_event_ordering", ["ordering_key", "locked_until"], unique=False
         )
 
     op.create_table(
@@ -651,6 +657,7 @@ def downgrade() -> None:
 
     op.drop_table("user")
     with op.batch_alter_table("stripe_event", schema=None) as batch_op:
+        batch_op.drop_index("ix_stripe_event_ordering")
         batch_op.drop_index("ix_stripe_event_due")
 
     op.drop_table("stripe_event")
