@@ -37,10 +37,9 @@ class Settings(BaseSettings):
     worker_batch_size: int = 50
     worker_max_attempts: int = 8
     worker_backoff_base_seconds: float = 1.0
-    # Batches handled side by side on PostgreSQL (SQLite serialises writes: always 1).
-    # Above 1, events of one customer may be handled out of the order they arrived in
-    # (as Stripe may deliver them): faster, but a later event can wait for a retry.
-    worker_concurrency: int = 1
+    # Batches handled side by side per process on PostgreSQL (SQLite serialises writes:
+    # always 1). The claim never gives two of them events of one customer at once.
+    worker_concurrency: int = 2
     click_buffer_size: int = 10_000
     click_flush_interval_seconds: float = 0.05
     click_flush_batch_size: int = 500

@@ -8,12 +8,17 @@ written once for SQLite and PostgreSQL:
   ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``, so two
   workers (threads, processes or hosts) never take the same event; on SQLite the same
   single statement is atomic under the database's write lock;
+- on PostgreSQL a claim also keeps one customer's events with one worker: it skips an
+  event whose ordering key (see :func:`ordering_key`) has another pending event leased
+  to someone else right now, and claims run one at a time (a transaction-scoped
+  advisory lock), so two claims cannot each take a different event of one key;
 - marking an event done is conditional on its still being pending, and happens inside
   the transaction of the handler's own writes (see :mod:`stripe_app.worker`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +33,8 @@ from sqlalchemy import (
     Table,
     Update,
     bindparam,
+    exists,
+    func,
     or_,
     select,
     update,
@@ -39,6 +46,10 @@ from server.models import InboxStatus, StripeEvent, utcnow
 TABLE: Table = StripeEvent.__table__  # type: ignore[attr-defined]
 REASON_MAX = 500  # the width of stripe_event.reason
 REPLAYABLE = (InboxStatus.DEAD, InboxStatus.SKIPPED)
+KEY_MAX = 255  # the width of stripe_event.ordering_key
+# pg_advisory_xact_lock's key for "a claim is running" (any constant; per database).
+CLAIM_LOCK = 0x636F_6465_7172_0001
+CUSTOMER_EVENTS = frozenset({"customer.created", "customer.updated", "customer.deleted"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +62,7 @@ class IncomingEvent:
     livemode: bool
     created: int
     payload: str
+    ordering_key: str | None = None  # None: claimed with no ordering constraint
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +95,45 @@ def clip(reason: str) -> str:
 # --- storing -------------------------------------------------------------------------
 
 
+def ordering_key(event: Mapping[str, Any]) -> str | None:
+    """The key that keeps related events in order across workers: the event's account,
+    then the Stripe customer the event is about (a customer event's own object, else
+    ``data.object.customer`` as an id or an expanded object), else the object's id.
+
+    Stripe sends one customer's events (customer.created, checkout.session.completed,
+    invoice.paid, charge.refunded) close together; a handler of a later one needs the
+    rows of the earlier ones, so two workers must not take them side by side. The
+    account comes first so that two accounts never share a key. A key that does not
+    fit the column, or holds text it cannot store, is replaced by its SHA-256."""
+    account = event.get("account")
+    subject = _subject(event)
+    if subject is None and not isinstance(account, str):
+        return None
+    key = f"{account if isinstance(account, str) else ''}:{subject or ''}"
+    if len(key) <= KEY_MAX and key.isprintable():
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"sha256:{digest}"
+
+
+def _subject(event: Mapping[str, Any]) -> str | None:
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, Mapping) else None
+    if not isinstance(obj, Mapping):
+        return None
+    own_id = _id_of(obj)
+    if obj.get("object") == "customer" or event.get("type") in CUSTOMER_EVENTS:
+        return own_id
+    return _id_of(obj.get("customer")) or own_id
+
+
+def _id_of(value: object) -> str | None:
+    """An id given as a string or as an expanded object (``{"id": ...}``)."""
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
+
+
 @cache
 def _insert_statement(dialect: str) -> Insert:
     module: Any = postgresql if dialect == "postgresql" else sqlite
@@ -103,6 +154,7 @@ def store(engine: Engine, event: IncomingEvent, skip_reason: str | None = None) 
         "id": event.id,
         "type": event.type,
         "account": event.account,
+        "ordering_key": event.ordering_key,
         "livemode": event.livemode,
         "created": event.created,
         "payload": event.payload,
@@ -124,8 +176,15 @@ def store(engine: Engine, event: IncomingEvent, skip_reason: str | None = None) 
 def claim_due(
     bind: Engine | Connection, limit: int, lease_seconds: float
 ) -> list[ClaimedEvent]:
-    """Lease up to ``limit`` due pending events (oldest first) to the caller."""
+    """Lease up to ``limit`` due pending events (oldest first) to the caller.
+
+    On PostgreSQL an event is left out while its ordering key has another pending event
+    under a live lease (another worker holds that customer); claims take turns on a
+    transaction-scoped advisory lock, so each one sees the leases of the claims before
+    it. A lease that ran out (its worker died or stalled) no longer holds its key, and
+    an event without a key (stored before keys existed) is never held back."""
     now = utcnow()
+    dialect = bind.dialect.name
     due = (
         select(TABLE.c.id)
         .where(
@@ -137,6 +196,8 @@ def claim_due(
         .limit(limit)
         .with_for_update(skip_locked=True)  # rendered as nothing on SQLite
     )
+    if dialect == "postgresql":
+        due = due.where(or_(TABLE.c.ordering_key.is_(None), ~_key_held(now)))
     statement = (
         update(TABLE)
         .where(TABLE.c.id.in_(due))
@@ -153,12 +214,24 @@ def claim_due(
         )
     )
     with transaction(bind) as conn:
+        if dialect == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
         rows = conn.execute(statement).all()
 
     claimed = [ClaimedEvent(*row) for row in rows]
     # RETURNING has no order: handle events in the order Stripe created them.
     claimed.sort(key=lambda event: (event.created, event.received_at, event.id))
     return claimed
+
+
+def _key_held(now: datetime) -> Any:
+    """``EXISTS`` another pending event of the candidate's key under a live lease."""
+    other = TABLE.alias("held")
+    return exists().where(
+        other.c.ordering_key == TABLE.c.ordering_key,
+        other.c.locked_until >= now,
+        other.c.status == InboxStatus.PENDING,
+    )
 
 
 def release(bind: Engine | Connection, ids: Sequence[str]) -> None:

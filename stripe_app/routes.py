@@ -137,6 +137,7 @@ def parse_event(body: bytes) -> IncomingEvent:
         livemode=data.get("livemode") is True,
         created=created if type(created) is int and 0 <= created < 2**31 else 0,
         payload=text,
+        ordering_key=inbox.ordering_key(data),
     )
 
 

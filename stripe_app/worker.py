@@ -377,8 +377,10 @@ def _retry(
 
 class Worker:
     """Runs :func:`process_batch` in the thread pool while events are due, then waits
-    for :meth:`wake` or the poll interval. ``concurrency`` loops may run side by side
-    (their claims never overlap); on SQLite one is enough, writes are serialised."""
+    for :meth:`wake` or the poll interval. ``concurrency`` loops may run side by side:
+    their claims never overlap, and on PostgreSQL never hold events of one customer at
+    the same time (:func:`stripe_app.inbox.claim_due`); on SQLite one is enough, writes
+    are serialised."""
 
     def __init__(self, concurrency: int = 1) -> None:
         self.concurrency = concurrency
@@ -435,6 +437,10 @@ class Worker:
         while not self._stop.is_set():
             self._wake.clear()
             report = await self._one_batch()
+            if report is not None and report.claimed and self.concurrency > 1:
+                # Its customers are free again: a sibling loop that found their
+                # later events held back may take them now instead of at its poll.
+                self.wake()
             if report is not None and report.claimed >= settings.worker_batch_size:
                 continue  # more may be due right now
             # After a failed batch (database down?) wait longer each time, up to a minute.
@@ -471,8 +477,9 @@ def get_worker() -> Worker:
 
 def worker_concurrency() -> int:
     """How many batches run side by side: ``worker_concurrency`` on PostgreSQL (a
-    thread waiting for the database leaves the interpreter to the others), one on
-    SQLite, where writes are serialised anyway."""
+    thread waiting for the database leaves the interpreter to the others; the claim
+    keeps each customer's events with one of them), one on SQLite, where writes are
+    serialised anyway and the claim does not order by customer."""
     if is_sqlite(get_engine()):
         return 1
     return max(1, get_settings().worker_concurrency)
