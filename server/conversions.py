@@ -20,7 +20,17 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import BindParameter, Executable, Table, bindparam, exists, or_, update
+from sqlalchemy import (
+    BindParameter,
+    Executable,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    literal,
+    union_all,
+    update,
+)
 from sqlalchemy import select as sql_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -29,6 +39,7 @@ from sqlalchemy.sql.dml import Update
 from sqlmodel import Session, col, select
 
 from server import currency as money
+from server import pg_statements
 from server.bus import BusEvent, emit
 from server.log_config import get_logger
 from server.models import (
@@ -43,13 +54,18 @@ from server.models import (
     plan_allows_conversions,
     utcnow,
 )
-from server.rollups import bump
+from server.rollups import bump, hour_bucket
 
 logger = get_logger(__name__)
 
 _Row = TypeVar("_Row", Customer, Lead, Sale)
 
 MAX_ID_LENGTH = 255
+
+# Set to True in ``session.info`` by callers that retry the whole transaction when any
+# statement fails (the inbox worker), which lets a lost race abort it instead of paying
+# for a SAVEPOINT around every write that could lose one.
+RETRIED_WHOLE = "conversions.retried_whole"
 
 
 class ConversionError(Exception):
@@ -146,20 +162,6 @@ class _ClickRef:
     link_id: int | None
 
 
-def _click_of(
-    session: Session, workspace: Workspace, click_id: str
-) -> _ClickRef | None:
-    """:func:`find_click` without loading an ORM object (two columns, one query)."""
-    if len(click_id) > 64:
-        return None
-    row = (
-        session.connection()
-        .execute(_CLICK_OF_WORKSPACE, {"id": click_id, "workspace_id": workspace.id})
-        .first()
-    )
-    return None if row is None else _ClickRef(row.id, row.link_id)
-
-
 # --- leads -----------------------------------------------------------------------------
 
 
@@ -246,26 +248,119 @@ def _lead_and_customer(
     require_plan(workspace)
     _check_text("customerExternalId", customer_external_id)
     _check_text("eventName", event_name)
-    click = _click_of(session, workspace, click_id)
-    if click is None:
+    probe = _probe_lead(session, workspace, click_id, customer_external_id, event_name)
+    if probe.click is None:
         raise UnknownClick(
             f"click {click_id!r} does not exist in workspace {workspace.slug!r}; "
             "use the cq_id of a click on one of this workspace's links"
         )
 
+    click = probe.click
     moment = timestamp or utcnow()
     details = {
         "stripe_customer_id": stripe_customer_id,
         "email": customer_email[:320] if customer_email else None,
         "name": customer_name[:255] if customer_name else None,
     }
-    customer = _upsert_customer(
-        session, workspace, customer_external_id, click, livemode, moment, details
-    )
+    if probe.customer is not None:
+        customer = _known_customer(session, probe.customer, click, details)
+        if probe.has_lead and not read_back:
+            return None, customer  # the event repeats a lead recorded before
+    else:
+        if not read_back and _is_postgres(session):
+            made = _new_customer_with_lead(
+                session,
+                workspace,
+                customer_external_id,
+                click,
+                event_name,
+                livemode,
+                moment,
+                details,
+            )
+            if made is not None:
+                return None, made
+        customer = _upsert_customer(
+            session, workspace, customer_external_id, click, livemode, moment, details
+        )
     lead = _insert_lead(
         session, workspace, customer, click, event_name, livemode, moment, read_back
     )
     return lead, customer
+
+
+@dataclass(frozen=True, slots=True)
+class _LeadProbe:
+    """What recording a lead needs to know first, read in one query."""
+
+    click: _ClickRef | None  # None: no such click in the workspace
+    customer: Customer | None
+    has_lead: bool  # the customer has a lead of this event name already
+
+
+def _probe_lead(
+    session: Session,
+    workspace: Workspace,
+    click_id: str,
+    external_id: str,
+    event_name: str,
+) -> _LeadProbe:
+    if len(click_id) > 64:
+        return _LeadProbe(None, None, False)
+    row = session.execute(
+        _LEAD_PROBE,
+        {
+            "workspace_id": workspace.id,
+            "external_id": external_id,
+            "click_id": click_id,
+            "event_name": event_name,
+        },
+    ).one()
+    customer, click_found, link_id, has_lead = row
+    click = _ClickRef(click_id, link_id) if click_found else None
+    return _LeadProbe(click, customer, bool(has_lead))
+
+
+def _new_customer_with_lead(
+    session: Session,
+    workspace: Workspace,
+    external_id: str,
+    click: _ClickRef,
+    event_name: str,
+    livemode: bool,
+    moment: datetime,
+    details: dict[str, str | None],
+) -> Customer | None:
+    """PostgreSQL, no customer yet: the customer, its lead and the rollup bump in one
+    statement. None when the insert met a conflict (the general path resolves it)."""
+    row = session.execute(
+        pg_statements.customer_with_lead(),
+        {
+            "workspace_id": workspace.id,
+            "external_id": external_id,
+            "link_id": click.link_id,
+            "click_id": click.id,
+            "livemode": livemode,
+            "created_at": moment,
+            "event_name": event_name,
+            "bucket": hour_bucket(moment),
+            **details,
+        },
+    ).first()
+    if row is None:
+        return None
+    customer, lead_id = row
+    assert workspace.id is not None
+    emit(session, BusEvent(workspace.id, "LEAD", str(lead_id), livemode))
+    logger.info(
+        "conversions.lead_recorded",
+        workspace_id=workspace.id,
+        lead_id=lead_id,
+        customer_id=customer.id,
+        event_name=event_name,
+        new_customer=True,
+    )
+    return customer  # type: ignore[no-any-return]
 
 
 def _upsert_customer(
@@ -436,10 +531,6 @@ def record_sale(
     for field, value in ids.items():
         _check_text(field, value)
 
-    existing = find_sale(session, workspace, **ids)
-    if existing is not None:
-        return _fill_sale_ids(session, existing, ids)
-
     moment = timestamp or utcnow()
     converted = money.convert(amount, code, workspace.reporting_currency, moment.date())
     values = {
@@ -459,6 +550,14 @@ def record_sale(
         "timestamp": moment,
         **ids,
     }
+    if ids and _is_postgres(session):
+        once = _record_sale_once(session, workspace, customer, ids, moment, values)
+        if once is not None:
+            return once
+    existing = find_sale(session, workspace, **ids)
+    if existing is not None:
+        return _fill_sale_ids(session, existing, ids)
+
     sale = _insert_new(session, Sale, values)
     if sale is None:
         # A concurrent transaction recorded the same payment first.
@@ -466,13 +565,8 @@ def record_sale(
         assert existing is not None, "a conflicting sale is visible after the conflict"
         return _fill_sale_ids(session, existing, ids)
 
-    _after_new_sale(session, workspace, sale)
-    return sale
-
-
-def _after_new_sale(session: Session, workspace: Workspace, sale: Sale) -> None:
-    assert workspace.id is not None and sale.id is not None
     _credit_partner(session, workspace, sale)
+    assert workspace.id is not None
     bump(
         session,
         workspace_id=workspace.id,
@@ -481,6 +575,35 @@ def _after_new_sale(session: Session, workspace: Workspace, sale: Sale) -> None:
         sales=1,
         sale_amount=sale.amount or 0,
     )
+    _announce_sale(session, workspace, sale)
+    return sale
+
+
+def _record_sale_once(
+    session: Session,
+    workspace: Workspace,
+    customer: Customer,
+    ids: Mapping[str, str],
+    moment: datetime,
+    values: Mapping[str, Any],
+) -> Sale | None:
+    """PostgreSQL: the new sale with its rollup bump, or the sale already holding one
+    of ``ids``, in one statement; None when a concurrent writer got in between."""
+    statement = pg_statements.sale_once(tuple(values), tuple(ids))
+    row = session.execute(statement, {**values, "bucket": hour_bucket(moment)}).first()
+    if row is None:
+        return None
+    sale, created, partner_id, partner_rate = row
+    if not created:
+        return _fill_sale_ids(session, sale, ids)
+    if partner_id is not None:
+        _add_commission(session, workspace, sale, partner_id, partner_rate)
+    _announce_sale(session, workspace, sale)
+    return sale  # type: ignore[no-any-return]
+
+
+def _announce_sale(session: Session, workspace: Workspace, sale: Sale) -> None:
+    assert workspace.id is not None and sale.id is not None
     emit(session, BusEvent(workspace.id, "SALE", str(sale.id), sale.livemode))
     logger.info(
         "conversions.sale_recorded",
@@ -529,15 +652,28 @@ def _credit_partner(session: Session, workspace: Workspace, sale: Sale) -> None:
     partner: Partner | None = session.scalars(
         _PARTNER_OF_LINK, {"link_id": sale.link_id}
     ).first()
-    if partner is None:
-        return
-    rate = partner.commission_rate_bps
+    if partner is not None:
+        assert partner.id is not None
+        _add_commission(
+            session, workspace, sale, partner.id, partner.commission_rate_bps
+        )
+
+
+def _add_commission(
+    session: Session,
+    workspace: Workspace,
+    sale: Sale,
+    partner_id: int,
+    partner_rate_bps: int | None,
+) -> None:
+    """The partner's commission on a new sale: its own rate, else the workspace's."""
+    rate = partner_rate_bps
     if rate is None:
         rate = workspace.commission_rate_bps
-    assert workspace.id is not None and partner.id is not None and sale.id is not None
+    assert workspace.id is not None and sale.id is not None
     commission = Commission(
         workspace_id=workspace.id,
-        partner_id=partner.id,
+        partner_id=partner_id,
         sale_id=sale.id,
         rate_bps=rate,
         amount=sale.original_amount,
@@ -706,6 +842,10 @@ def _rate_text(rate: Decimal | None) -> str | None:
         return str(+rate)
 
 
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def _table(model: Any) -> Table:
     table: Table = model.__table__
     return table
@@ -726,17 +866,22 @@ def _fill_unique(
     session: Session, table: Table, row: Any, field: str, value: str
 ) -> bool:
     """Set ``row.field = value`` if it is empty and no other row of the workspace holds
-    ``value``; True when it was set."""
+    ``value``; True when it was set.
+
+    On PostgreSQL a concurrent writer can still take ``value`` between the check and the
+    write; the unique index then refuses it. Callers whose whole transaction is retried
+    on any failure (the worker: see :data:`RETRIED_WHOLE`) let that error fail the
+    transaction; others get a SAVEPOINT (two more round trips) so it costs only the id."""
     statement = _fill_statement(table, field)
     params = {"row_id": row.id, "in_workspace": row.workspace_id, "value": value}
-    try:
-        if session.get_bind().dialect.name == "postgresql":
+    if _is_postgres(session) and not session.info.get(RETRIED_WHOLE):
+        try:
             with session.begin_nested():
                 result = session.execute(statement, params)
-        else:
-            result = session.execute(statement, params)
-    except IntegrityError:
-        result = None
+        except IntegrityError:
+            result = None
+    else:
+        result = session.execute(statement, params)
     filled = bool(result is not None and result.rowcount)  # type: ignore[attr-defined]
     if filled:
         set_committed_value(row, field, value)
@@ -760,9 +905,36 @@ def _param(column: Any) -> BindParameter[Any]:
 
 
 _CLICKS = _table(Click)
-_CLICK_OF_WORKSPACE = sql_select(_CLICKS.c.id, _CLICKS.c.link_id).where(
-    _CLICKS.c.id == _param(_CLICKS.c.id),
+_LEADS = _table(Lead)
+_CLICK_IN_WORKSPACE = (
+    _CLICKS.c.id == bindparam("click_id", type_=_CLICKS.c.id.type),
     _CLICKS.c.workspace_id == _param(_CLICKS.c.workspace_id),
+)
+# One row whatever exists: the click (found, its link), the customer (outer-joined, so
+# None when new) and whether that customer has a lead of this event name.
+_LEAD_PROBE = (
+    sql_select(
+        Customer,
+        exists().where(*_CLICK_IN_WORKSPACE).label("click_found"),
+        sql_select(_CLICKS.c.link_id)
+        .where(*_CLICK_IN_WORKSPACE)
+        .scalar_subquery()
+        .label("click_link_id"),
+        exists()
+        .where(
+            _LEADS.c.customer_id == col(Customer.id),
+            _LEADS.c.event_name == _param(_LEADS.c.event_name),
+        )
+        .label("has_lead"),
+    )
+    .select_from(sql_select(literal(1).label("one")).subquery("one_row"))
+    .outerjoin(
+        Customer,
+        and_(
+            col(Customer.workspace_id) == _param(col(Customer.workspace_id)),
+            col(Customer.external_id) == _param(col(Customer.external_id)),
+        ),
+    )
 )
 
 _CUSTOMER_BY_EXTERNAL_ID = select(Customer).where(
@@ -789,14 +961,20 @@ _PARTNER_OF_LINK = (
 
 @cache
 def _sale_by_ids(fields: tuple[str, ...]) -> Executable:
-    """The workspace's sale named by any of ``fields`` (oldest first)."""
+    """The workspace's sale named by any of ``fields`` (oldest first): one exact match
+    per field on its (workspace_id, field) unique index, since an OR of them lets the
+    planner scan every sale of the workspace."""
     table = _table(Sale)
-    matches = [table.c[field] == _param(table.c[field]) for field in fields]
-    return (
-        select(Sale)
-        .where(col(Sale.workspace_id) == _param(table.c.workspace_id), or_(*matches))
-        .order_by(col(Sale.id))
+    in_workspace = table.c.workspace_id == _param(table.c.workspace_id)
+    matches = union_all(
+        *(
+            sql_select(table.c.id).where(
+                in_workspace, table.c[field] == _param(table.c[field])
+            )
+            for field in fields
+        )
     )
+    return select(Sale).where(col(Sale.id).in_(matches)).order_by(col(Sale.id))
 
 
 @cache

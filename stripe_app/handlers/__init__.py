@@ -13,7 +13,7 @@ import functools
 
 from sqlmodel import Session
 
-from server.conversions import ConversionError, UnknownClick
+from server.conversions import RETRIED_WHOLE, ConversionError, UnknownClick
 from stripe_app.handlers.accounts import handle_account_application_deauthorized
 from stripe_app.handlers.charges import handle_charge_refunded
 from stripe_app.handlers.checkout import (
@@ -32,6 +32,8 @@ from stripe_app.stripe_api import StripeApiError, StripeApiUnavailable
 def _outcomes(handler: Handler) -> Handler:
     @functools.wraps(handler)
     def run(session: Session, ctx: EventContext) -> None:
+        # Any failure rolls the event's transaction back and the worker retries it.
+        session.info[RETRIED_WHOLE] = True
         try:
             handler(session, ctx)
         except UnknownClick as exc:

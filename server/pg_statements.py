@@ -1,0 +1,200 @@
+"""PostgreSQL statements that do in one round trip what takes several elsewhere.
+
+On PostgreSQL a statement's cost is mostly its round trip (a few hundred microseconds of
+waiting and of server work on a small machine), so the worker's common cases are single
+statements chaining data-modifying CTEs: a new customer with its lead and the lead's
+rollup bump; a new sale with its rollup bump and its link's partner, or the sale that
+already holds one of the payment's ids. Each returns nothing when a concurrent writer
+got in first, and the caller then takes the general path of :mod:`server.conversions`
+(written once for SQLite and PostgreSQL), which sorts the conflict out. Nothing here
+decides anything the general path does not: these are shortcuts for the cases where no
+row exists yet."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    CTE,
+    BindParameter,
+    ColumnElement,
+    Executable,
+    Select,
+    Table,
+    bindparam,
+    exists,
+    false,
+    func,
+    literal,
+    null,
+    true,
+    union_all,
+)
+from sqlalchemy import select as sql_select
+from sqlalchemy.dialects import postgresql
+from sqlmodel import select
+
+from server.models import Customer, Lead, Link, Partner, RollupHourly, Sale
+
+_CUSTOMER_COLUMNS = (
+    "workspace_id",
+    "external_id",
+    "stripe_customer_id",
+    "email",
+    "name",
+    "link_id",
+    "click_id",
+    "livemode",
+    "created_at",
+)
+
+
+def _table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+def _param(table: Table, column: str, name: str | None = None) -> BindParameter[Any]:
+    return bindparam(name or column, type_=table.c[column].type)
+
+
+def _bump(source: CTE, *, leads: int, sales: int, amount: ColumnElement[Any]) -> CTE:
+    """The hourly rollup upsert, once per row of ``source`` (none: nothing bumped)."""
+    rollups = _table(RollupHourly)
+    row = sql_select(
+        source.c.workspace_id,
+        _param(rollups, "bucket"),
+        source.c.livemode,
+        literal(0),
+        literal(leads),
+        literal(sales),
+        amount,
+    ).select_from(source)
+    upsert = postgresql.insert(rollups).from_select(
+        [
+            "workspace_id",
+            "bucket",
+            "livemode",
+            "clicks",
+            "leads",
+            "sales",
+            "sale_amount",
+        ],
+        row,
+    )
+    excluded = upsert.excluded
+    return upsert.on_conflict_do_update(
+        index_elements=["workspace_id", "livemode", "bucket"],
+        set_={
+            "leads": rollups.c.leads + excluded.leads,
+            "sales": rollups.c.sales + excluded.sales,
+            "sale_amount": rollups.c.sale_amount + excluded.sale_amount,
+        },
+    ).cte("bumped")
+
+
+@cache
+def customer_with_lead() -> Executable:
+    """Insert a customer and its first lead (timestamped like the customer) and bump the
+    hour's leads. Parameters: the customer's columns, ``event_name`` and ``bucket``.
+    Rows: (Customer, lead id); none when the customer conflicts with an existing row
+    (same external id, or its Stripe customer id held by another customer)."""
+    customers, leads = _table(Customer), _table(Lead)
+    customer = (
+        postgresql.insert(customers)
+        .values({name: _param(customers, name) for name in _CUSTOMER_COLUMNS})
+        .on_conflict_do_nothing()
+        .returning(*customers.c)
+        .cte("new_customer")
+    )
+    lead = (
+        leads.insert()
+        .from_select(
+            [
+                "workspace_id",
+                "customer_id",
+                "click_id",
+                "link_id",
+                "event_name",
+                "livemode",
+                "timestamp",
+            ],
+            sql_select(
+                customer.c.workspace_id,
+                customer.c.id,
+                customer.c.click_id,
+                customer.c.link_id,
+                _param(leads, "event_name"),
+                customer.c.livemode,
+                customer.c.created_at,
+            ),
+        )
+        .returning(leads.c.id.label("lead_id"), leads.c.workspace_id, leads.c.livemode)
+        .cte("new_lead")
+    )
+    bumped = _bump(lead, leads=1, sales=0, amount=literal(0))
+    rows = (
+        sql_select(customer, lead.c.lead_id)
+        .select_from(customer.join(lead, true()))
+        .add_cte(bumped)
+    )
+    return select(Customer, lead.c.lead_id).from_statement(rows)
+
+
+@cache
+def sale_once(fields: tuple[str, ...], id_fields: tuple[str, ...]) -> Executable:
+    """Insert the sale unless one of its payment ids (``id_fields``) already names a sale
+    of the workspace; a new sale bumps the hour's sales and amount. Parameters: the
+    sale's ``fields`` and ``bucket``. One row: (Sale, created, partner id, partner rate):
+    the new sale with its link's partner (if any), or the workspace's oldest sale holding
+    one of the ids (created false). None when the insert conflicted with a sale committed
+    after this statement began (a concurrent writer): look it up again."""
+    if not id_fields:
+        raise ValueError("sale_once needs at least one payment id field")
+    sales, links, partners = _table(Sale), _table(Link), _table(Partner)
+    new_sale = (
+        postgresql.insert(sales)
+        .values({name: _param(sales, name) for name in fields})
+        .on_conflict_do_nothing()
+        .returning(*sales.c)
+        .cte("new_sale")
+    )
+    bumped = _bump(
+        new_sale, leads=0, sales=1, amount=func.coalesce(new_sale.c.amount, 0)
+    )
+    created: Select[Any] = sql_select(
+        *new_sale.c,
+        true().label("created"),
+        partners.c.id.label("partner_id"),
+        partners.c.commission_rate_bps.label("partner_rate"),
+    ).select_from(
+        new_sale.outerjoin(links, links.c.id == new_sale.c.link_id).outerjoin(
+            partners, partners.c.id == links.c.partner_id
+        )
+    )
+    # One branch per id, each an exact match on its (workspace_id, id) unique index:
+    # an OR of them lets the planner scan every sale of the workspace instead.
+    known = [
+        sql_select(
+            *sales.c,
+            false().label("created"),
+            null().label("partner_id"),
+            null().label("partner_rate"),
+        ).where(
+            sales.c.workspace_id == _param(sales, "workspace_id"),
+            sales.c[name] == _param(sales, name),
+            ~exists(sql_select(literal(1)).select_from(new_sale)),
+        )
+        for name in id_fields
+    ]
+    combined = union_all(created, *known).subquery("found")
+    rows = (
+        sql_select(combined)
+        .order_by(combined.c.created.desc(), combined.c.id)
+        .limit(1)
+        .add_cte(bumped)
+    )
+    return select(
+        Sale, combined.c.created, combined.c.partner_id, combined.c.partner_rate
+    ).from_statement(rows)
