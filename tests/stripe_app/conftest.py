@@ -17,7 +17,7 @@ from sqlmodel import select
 from server import db
 from server.cli import create_workspace
 from server.log_config import configure_logging
-from server.models import StripeEvent, Workspace
+from server.models import Click, StripeEvent, Workspace
 from stripe_app import registry
 from stripe_app.worker import reset_worker
 from tests.conftest import (
@@ -81,6 +81,17 @@ def inbox_rows() -> list[StripeEvent]:
 def inbox_row(event_id: str) -> StripeEvent | None:
     with db.session_scope() as session:
         return session.get(StripeEvent, event_id)
+
+
+def wait_for_click(click_id: str, timeout: float = 15.0) -> None:
+    """Wait until the redirect's batched writer has stored the click (an event naming
+    it before that is retried, which tests counting attempts must not see)."""
+
+    def stored() -> bool:
+        with db.session_scope() as session:
+            return session.get(Click, click_id) is not None
+
+    wait_for(stored, timeout, f"click {click_id} to be stored")
 
 
 def wait_for(

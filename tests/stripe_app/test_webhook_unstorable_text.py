@@ -14,7 +14,12 @@ from server.cli import create_link
 from server.db import session_scope
 from server.models import Customer, InboxStatus, Workspace
 from tests.conftest import LiveServer
-from tests.stripe_app.conftest import deliver, fixture_bytes, wait_for_status
+from tests.stripe_app.conftest import (
+    deliver,
+    fixture_bytes,
+    wait_for_click,
+    wait_for_status,
+)
 
 CUSTOMER_CREATED = "event_customer_created.json"
 
@@ -34,6 +39,7 @@ def test_worker_handles_a_customer_name_no_store_can_hold_without_dead_letter(
     with live_server.client() as client:
         location = client.get("/go").headers["location"]
     click_id = parse_qs(urlsplit(location).query)["cq_id"][0]
+    wait_for_click(click_id)
     event = json.loads(fixture_bytes(CUSTOMER_CREATED))
     customer = event["data"]["object"]
     customer["name"] = name
