@@ -21,6 +21,7 @@ lint:
 migration:
 	rm -f server/migrations/versions/0001_initial_schema.py /tmp/codeqr-migration.db
 	$(PY) -c "from alembic import command; from alembic.config import Config; c = Config(); c.set_main_option('script_location', 'server/migrations'); c.set_main_option('sqlalchemy.url', 'sqlite:////tmp/codeqr-migration.db'); command.revision(c, message='initial schema', autogenerate=True, rev_id='0001')"
+	sed -i 's/[[:space:]]*$$//' server/migrations/versions/0001_initial_schema.py
 	uv run --frozen ruff check -q --fix server/migrations/versions
 	uv run --frozen ruff format -q server/migrations/versions
 

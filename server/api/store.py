@@ -150,6 +150,8 @@ def _newest_first(
         statement = statement.where(
             or_(time_column < moment, and_(time_column == moment, id_column < pk))
         )
+    # Always true, and the condition of the partial listing index (see models.conversions).
+    statement = statement.where(time_column.is_not(None))
     return statement.order_by(time_column.desc(), id_column.desc()).limit(limit)
 
 
@@ -272,7 +274,10 @@ def _kind_page(
     table = _KIND_TABLE[kind]
     time_column: Any = col(table.timestamp)
     id_column: Any = col(table.id)
-    statement: Any = select(table).where(table.workspace_id == workspace_id)
+    statement: Any = select(table).where(
+        table.workspace_id == workspace_id,
+        time_column.is_not(None),  # the partial listing index's condition
+    )
     for condition in _event_conditions(table, time_column, where):
         statement = statement.where(condition)
     if after is not None:

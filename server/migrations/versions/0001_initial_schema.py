@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 19:06:03.885846
+Create Date: 2026-12-04 19:18:36.126808
 """
 
 from collections.abc import Sequence
@@ -439,12 +439,16 @@ def upgrade() -> None:
             ["workspace.id"],
         ),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("workspace_id", "external_id"),
-        sa.UniqueConstraint("workspace_id", "stripe_customer_id"),
+        sa.UniqueConstraint("external_id", "workspace_id"),
+        sa.UniqueConstraint("stripe_customer_id", "workspace_id"),
     )
     with op.batch_alter_table("customer", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_customer_ws_created", ["workspace_id", "created_at", "id"], unique=False
+            "ix_customer_ws_created",
+            ["workspace_id", "created_at", "id"],
+            unique=False,
+            postgresql_where=sa.text('"created_at" IS NOT NULL'),
+            sqlite_where=sa.text('"created_at" IS NOT NULL'),
         )
 
     op.create_table(
@@ -539,14 +543,18 @@ def upgrade() -> None:
             ["workspace.id"],
         ),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("workspace_id", "charge_id"),
-        sa.UniqueConstraint("workspace_id", "checkout_session_id"),
-        sa.UniqueConstraint("workspace_id", "invoice_id"),
-        sa.UniqueConstraint("workspace_id", "payment_intent_id"),
+        sa.UniqueConstraint("charge_id", "workspace_id"),
+        sa.UniqueConstraint("checkout_session_id", "workspace_id"),
+        sa.UniqueConstraint("invoice_id", "workspace_id"),
+        sa.UniqueConstraint("payment_intent_id", "workspace_id"),
     )
     with op.batch_alter_table("sale", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_sale_ws_time", ["workspace_id", "timestamp", "id"], unique=False
+            "ix_sale_ws_time",
+            ["workspace_id", "timestamp", "id"],
+            unique=False,
+            postgresql_where=sa.text('"timestamp" IS NOT NULL'),
+            sqlite_where=sa.text('"timestamp" IS NOT NULL'),
         )
 
     op.create_table(
@@ -603,7 +611,11 @@ def downgrade() -> None:
 
     op.drop_table("commission")
     with op.batch_alter_table("sale", schema=None) as batch_op:
-        batch_op.drop_index("ix_sale_ws_time")
+        batch_op.drop_index(
+            "ix_sale_ws_time",
+            postgresql_where=sa.text('"timestamp" IS NOT NULL'),
+            sqlite_where=sa.text('"timestamp" IS NOT NULL'),
+        )
 
     op.drop_table("sale")
     with op.batch_alter_table("lead", schema=None) as batch_op:
@@ -611,7 +623,11 @@ def downgrade() -> None:
 
     op.drop_table("lead")
     with op.batch_alter_table("customer", schema=None) as batch_op:
-        batch_op.drop_index("ix_customer_ws_created")
+        batch_op.drop_index(
+            "ix_customer_ws_created",
+            postgresql_where=sa.text('"created_at" IS NOT NULL'),
+            sqlite_where=sa.text('"created_at" IS NOT NULL'),
+        )
 
     op.drop_table("customer")
     with op.batch_alter_table("click", schema=None) as batch_op:
