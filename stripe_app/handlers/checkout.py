@@ -73,7 +73,7 @@ def _checkout(session: Session, ctx: EventContext, *, paid: bool) -> None:
         livemode=ctx.livemode,
         timestamp=ctx.created,
     )
-    logger.info("stripe.checkout_sale", event_id=ctx.event_id, sale_id=sale.id)
+    logger.debug("stripe.checkout_sale", event_id=ctx.event_id, sale_id=sale.id)
 
 
 def _checkout_customer(

@@ -44,7 +44,7 @@ def _customer_changed(session: Session, ctx: EventContext) -> None:
             )
             return
     customer = lead_from_stripe_customer(session, ctx, obj)
-    logger.info(
+    logger.debug(  # conversions logs the lead; worker.event.done the event
         "stripe.customer_tracked",
         event_id=ctx.event_id,
         customer_id=customer.id,

@@ -49,4 +49,4 @@ def handle_invoice_paid(session: Session, ctx: EventContext) -> None:
         livemode=ctx.livemode,
         timestamp=timestamp(paid_at, ctx.created),
     )
-    logger.info("stripe.invoice_sale", event_id=ctx.event_id, sale_id=sale.id)
+    logger.debug("stripe.invoice_sale", event_id=ctx.event_id, sale_id=sale.id)
