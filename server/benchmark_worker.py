@@ -1,5 +1,7 @@
 """The worker figure of the benchmark: purchases preloaded into the inbox, then drained
-by the worker's own batch function (one transaction per event, as in production).
+by the worker's own batch function (one transaction per event, as in production) in
+several processes with ``worker_concurrency`` threads each, as ``codeqr serve --workers
+N`` runs them.
 
 A purchase is three Stripe events shaped like Stripe's documented objects: the customer
 created by the merchant's backend with the CodeQR keys in its metadata, the completed
@@ -10,7 +12,13 @@ sale (the checkout and the invoice are the same payment)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from server.clicks import PendingClick, store_clicks
@@ -18,6 +26,7 @@ from server.models import utcnow
 from server.redirects import new_click_id
 
 ACCOUNT = "acct_benchworker01"
+COUNTS = ("done", "skipped", "retried", "dead")  # the outcomes a drain adds up
 
 
 def preload_purchases(purchases: int) -> int:
@@ -120,7 +129,7 @@ def _event(
 
 
 def _incoming(event: dict[str, Any]) -> Any:
-    from stripe_app.inbox import IncomingEvent
+    from stripe_app.inbox import IncomingEvent, ordering_key
 
     return IncomingEvent(
         id=event["id"],
@@ -129,43 +138,188 @@ def _incoming(event: dict[str, Any]) -> Any:
         livemode=event["livemode"],
         created=event["created"],
         payload=json.dumps(event),
+        ordering_key=ordering_key(event),  # as the webhook receiver stores it
     )
 
 
-def drain_inbox(deadline_seconds: float = 600.0) -> tuple[int, str]:
-    """Run worker batches until no event is pending (events retried after a backoff
-    included), as the app's worker does: ``worker_concurrency`` batches side by side
-    on PostgreSQL, one on SQLite. Returns (events handled, a summary)."""
-    from concurrent.futures import ThreadPoolExecutor
+@dataclass
+class DrainResult:
+    """What the worker processes did, summed, and how long until nothing was pending."""
 
-    from stripe_app.worker import BatchReport, worker_concurrency
+    elapsed: float
+    processes: int
+    threads: int
+    totals: dict[str, int]
+    peak_rss_mb: list[float]
+    pending: int
 
-    totals = {"done": 0, "skipped": 0, "retried": 0, "dead": 0}
-    deadline = time.monotonic() + deadline_seconds
+    @property
+    def handled(self) -> int:
+        """Events finished for good (a retried event is counted when it ends)."""
+        return self.totals["done"] + self.totals["skipped"] + self.totals["dead"]
 
-    def loop() -> list[BatchReport]:
-        from stripe_app.worker import process_batch
+    def summary(self) -> str:
+        counts = ", ".join(f"{name} {count:,}" for name, count in self.totals.items())
+        rss = ", ".join(f"{mb:.0f}" for mb in self.peak_rss_mb)
+        return (
+            f"{counts}; {self.processes} process(es) x {self.threads} thread(s); "
+            f"peak RSS per process {rss} MB"
+        )
 
-        reports: list[BatchReport] = []
-        while True:
-            report = process_batch()
-            if report.claimed == 0:
-                return reports
-            reports.append(report)
 
+_CHILD = (
+    "import sys; from server.benchmark_worker import worker_process; "
+    "raise SystemExit(worker_process(sys.argv[1:]))"
+)
+
+
+def drain_with_processes(
+    database_url: str,
+    workdir: Path,
+    processes: int,
+    deadline_seconds: float = 600.0,
+) -> DrainResult:
+    """Drain the inbox with ``processes`` worker processes on the same database, as
+    ``codeqr serve --workers N`` runs one worker per process: each one runs
+    ``worker_concurrency`` threads of the production batch loop. The processes start,
+    import and connect first; the clock runs from the moment they are told to go until
+    the last one has seen no pending event."""
+    env = _child_env(database_url)
+    children: list[subprocess.Popen[str]] = []
+    try:
+        for number in range(processes):
+            children.append(_spawn(workdir, number, deadline_seconds, env))
+        for number, child in enumerate(children):
+            _expect_line(child, "ready", workdir / f"worker-{number}.err")
+        started = time.perf_counter()
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.close()
+        reports = [
+            json.loads(_expect_line(child, "{", workdir / f"worker-{number}.err"))
+            for number, child in enumerate(children)
+        ]
+        elapsed = time.perf_counter() - started
+        for child in children:
+            child.wait(timeout=30)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()  # our own child, by its handle
+                child.wait()
+    totals = {name: sum(r[name] for r in reports) for name in COUNTS}
+    return DrainResult(
+        elapsed=elapsed,
+        processes=processes,
+        threads=max(r["threads"] for r in reports),
+        totals=totals,
+        peak_rss_mb=[r["peak_rss_mb"] for r in reports],
+        pending=_pending(),
+    )
+
+
+def _spawn(
+    workdir: Path, number: int, deadline_seconds: float, env: dict[str, str]
+) -> subprocess.Popen[str]:
+    command = [
+        sys.executable,
+        "-c",
+        _CHILD,
+        str(workdir / f"worker-{number}.log"),
+        str(deadline_seconds),
+    ]
+    with (workdir / f"worker-{number}.err").open("wb") as errors:
+        return subprocess.Popen(  # noqa: S603 (our own interpreter and args)
+            command,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
+
+
+def _child_env(database_url: str) -> dict[str, str]:
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env.update(
+        {
+            "CODEQR_DATABASE_URL": database_url,
+            "CODEQR_LOG_LEVEL": "INFO",
+            # No Stripe look-ups: nothing listens there, and no key to send anyway.
+            "CODEQR_STRIPE_API_KEY": "",
+            "CODEQR_STRIPE_API_BASE": "http://127.0.0.1:9",
+            "PYTHONPATH": os.pathsep.join(
+                part for part in (root, env.get("PYTHONPATH")) if part
+            ),
+        }
+    )
+    return env
+
+
+def _expect_line(child: subprocess.Popen[str], prefix: str, errors: Path) -> str:
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    if not line.startswith(prefix):
+        from server.benchmark import BenchmarkError
+
+        child.wait(timeout=30)
+        tail = errors.read_text(errors="replace")[-2000:] if errors.exists() else ""
+        raise BenchmarkError(
+            f"worker process exited ({child.returncode}) instead of {prefix!r}: {tail}"
+        )
+    return line
+
+
+def worker_process(argv: list[str]) -> int:
+    """One benchmark worker process: ``LOG_FILE DEADLINE_SECONDS``. Imports and
+    connects, says ``ready``, waits for ``go`` on stdin, drains, then prints its
+    counts and peak RSS as one JSON line."""
+    import resource
+
+    from server.benchmark import log_to_file
+    from stripe_app import registry
+    from stripe_app.worker import worker_concurrency, worker_engine
+
+    log_to_file(Path(argv[0]))
+    deadline_seconds = float(argv[1])
+    registry.load_handlers()
+    with worker_engine().connect():
+        pass  # the pool's first connection, before the clock runs
     threads = worker_concurrency()
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        return 1
+
+    deadline = time.monotonic() + deadline_seconds
     with ThreadPoolExecutor(threads, thread_name_prefix="bench-worker") as pool:
-        while True:
-            for future in [pool.submit(loop) for _ in range(threads)]:
-                for report in future.result():
-                    for name in totals:
-                        totals[name] += getattr(report, name)
-            if not _pending() or time.monotonic() > deadline:
+        results = list(pool.map(lambda _: _drain_loop(deadline), range(threads)))
+    report = {name: sum(r[name] for r in results) for name in COUNTS}
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(report | {"threads": threads, "peak_rss_mb": peak_kib / 1024}),
+        flush=True,
+    )
+    return 0
+
+
+def _drain_loop(deadline: float) -> dict[str, int]:
+    """The worker's loop without its waits: batch after batch; when a claim comes back
+    empty while events are still pending (their customers are held by another loop,
+    or retries wait for their backoff), look again shortly."""
+    from stripe_app.worker import process_batch
+
+    counts = dict.fromkeys(COUNTS, 0)
+    while time.monotonic() < deadline:
+        report = process_batch()
+        for name in COUNTS:
+            counts[name] += getattr(report, name)
+        if report.claimed == 0:
+            if not _pending():
                 break
-            time.sleep(0.05)  # retried events come back after their backoff
-    handled = totals["done"] + totals["skipped"] + totals["dead"]
-    summary = ", ".join(f"{name} {count:,}" for name, count in totals.items())
-    return handled, f"{summary}; {threads} worker thread(s)"
+            time.sleep(0.01)
+    return counts
 
 
 def _pending() -> int:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 from server import benchmark
-from server.benchmark_worker import purchase_events
+from server.benchmark_worker import _child_env, purchase_events
+from server.settings import get_settings
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
@@ -45,11 +48,15 @@ def test_benchmark_redirect_and_token_figures_are_produced(
 def test_benchmark_worker_figure_is_produced(
     settings_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    database = settings_env["CODEQR_DATABASE_URL"]
+    # Several worker processes on PostgreSQL; SQLite keeps its default of one.
+    processes = "2" if database.startswith("postgresql") else "1"
     status = benchmark.main(
         [
             "--only", "worker",
             "--purchases", "3",
-            "--database-url", settings_env["CODEQR_DATABASE_URL"],
+            "--database-url", database,
+            "--worker-processes", processes,
         ]
     )  # fmt: skip
 
@@ -58,6 +65,34 @@ def test_benchmark_worker_figure_is_produced(
     assert "worker (purchase events):" in printed
     assert "9 of 9 preloaded events handled" in printed
     assert "done 9, skipped 0, retried 0, dead 0" in printed
+    threads = get_settings().worker_concurrency if "postgresql" in database else 1
+    assert f"; {processes} process(es) x {threads} thread(s);" in printed
+    assert re.search(r"peak RSS per process \d+(, \d+)* MB", printed)
+
+
+def test_benchmark_worker_processes_default_to_one_per_cpu_on_postgresql() -> None:
+    assert benchmark.parse_args([]).worker_processes is None
+    assert benchmark.parse_args(["--worker-processes", "3"]).worker_processes == 3
+    postgres = "postgresql://postgres@127.0.0.1/postgres"
+
+    assert benchmark.worker_processes(postgres, None) == (os.cpu_count() or 1)
+    assert benchmark.worker_processes("sqlite:////tmp/bench.db", None) == 1
+    assert benchmark.worker_processes(postgres, 3) == 3
+    assert benchmark.worker_processes("sqlite:////tmp/bench.db", 2) == 2
+    assert benchmark.worker_processes(postgres, 0) == 1
+
+
+def test_benchmark_worker_processes_never_get_a_stripe_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CODEQR_STRIPE_API_KEY", "sk_test_not_for_the_benchmark")
+    monkeypatch.setenv("CODEQR_STRIPE_API_BASE", "https://api.stripe.com")
+
+    env = _child_env("postgresql://postgres@127.0.0.1/bench")
+
+    assert env["CODEQR_STRIPE_API_KEY"] == ""
+    assert env["CODEQR_STRIPE_API_BASE"] == "http://127.0.0.1:9"
+    assert env["CODEQR_DATABASE_URL"] == "postgresql://postgres@127.0.0.1/bench"
 
 
 def test_benchmark_purchase_events_share_one_payment() -> None:
