@@ -22,8 +22,9 @@ class StripeEvent(SQLModel, table=True):
     __tablename__ = "stripe_event"
     __table_args__ = (
         Index("ix_stripe_event_due", "status", "next_attempt_at"),
-        # The claim's look-up of a key's events leased to another worker right now.
-        Index("ix_stripe_event_ordering", "ordering_key", "locked_until"),
+        # The claim's look-up of the keys leased right now: live leases are the few
+        # rows with a future locked_until (finished rows have none).
+        Index("ix_stripe_event_leased", "locked_until", "ordering_key"),
     )
 
     id: str = Field(primary_key=True, max_length=255)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 19:18:36.126808
+Create Date: 2026-12-04 19:28:20.764879
 """
 
 from collections.abc import Sequence
@@ -79,7 +79,7 @@ def upgrade() -> None:
             "ix_stripe_event_due", ["status", "next_attempt_at"], unique=False
         )
         batch_op.create_index(
-            "ix_stripe_event_ordering", ["ordering_key", "locked_until"], unique=False
+            "ix_stripe_event_leased", ["locked_until", "ordering_key"], unique=False
         )
 
     op.create_table(
@@ -673,7 +673,7 @@ def downgrade() -> None:
 
     op.drop_table("user")
     with op.batch_alter_table("stripe_event", schema=None) as batch_op:
-        batch_op.drop_index("ix_stripe_event_ordering")
+        batch_op.drop_index("ix_stripe_event_leased")
         batch_op.drop_index("ix_stripe_event_due")
 
     op.drop_table("stripe_event")
