@@ -49,7 +49,9 @@ REPLAYABLE = (InboxStatus.DEAD, InboxStatus.SKIPPED)
 KEY_MAX = 255  # the width of stripe_event.ordering_key
 # pg_advisory_xact_lock's key for "a claim is running" (any constant; per database).
 CLAIM_LOCK = 0x636F_6465_7172_0001
-CUSTOMER_EVENTS = frozenset({"customer.created", "customer.updated", "customer.deleted"})
+CUSTOMER_EVENTS = frozenset(
+    {"customer.created", "customer.updated", "customer.deleted"}
+)
 
 
 @dataclass(frozen=True, slots=True)
