@@ -184,7 +184,10 @@ def drain_with_processes(
     ``worker_concurrency`` threads of the production batch loop. The processes start,
     import and connect first; the clock runs from the moment they are told to go until
     the last one has seen no pending event."""
+    from stripe_app.worker import one_loop_per_process
+
     env = _child_env(database_url)
+    one_loop_per_process(processes, env)  # as codeqr serve --workers N does
     children: list[subprocess.Popen[str]] = []
     try:
         for number in range(processes):

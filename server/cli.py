@@ -229,8 +229,11 @@ def cmd_link_create(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from stripe_app.worker import one_loop_per_process
+
     if args.demo:
         _prepare_demo()
+    one_loop_per_process(args.workers, os.environ)  # inherited by uvicorn's processes
     uvicorn.run(
         "server.app:app",
         host=args.host,

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     worker_backoff_base_seconds: float = 1.0
     # Batches handled side by side per process on PostgreSQL (SQLite serialises writes:
     # always 1). The claim never gives two of them events of one customer at once.
+    # ``codeqr serve --workers N`` (N > 1) makes it 1 unless it is set explicitly.
     worker_concurrency: int = 2
     click_buffer_size: int = 10_000
     click_flush_interval_seconds: float = 0.05

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from collections import Counter
@@ -29,7 +30,7 @@ from server.models import (
 from server.settings import reset_settings
 from stripe_app import inbox
 from stripe_app.registry import EventContext
-from stripe_app.worker import Worker, process_batch
+from stripe_app.worker import Worker, one_loop_per_process, process_batch
 from tests.conftest import _truncate_postgres, reset_process_state
 from tests.stripe_app.conftest import (
     ACCOUNT,
@@ -232,3 +233,41 @@ def _store(event_id: str, created: int) -> None:
             inbox.ordering_key(event),
         ),
     )
+
+
+# --- one loop per process when the server runs several --------------------------------
+
+
+def test_several_server_processes_run_one_worker_loop_each_unless_told() -> None:
+    single: dict[str, str] = {}
+    one_loop_per_process(1, single)
+    assert single == {}
+
+    several: dict[str, str] = {}
+    one_loop_per_process(4, several)
+    assert several == {"CODEQR_WORKER_CONCURRENCY": "1"}
+
+    chosen = {"CODEQR_WORKER_CONCURRENCY": "3"}
+    one_loop_per_process(4, chosen)
+    assert chosen == {"CODEQR_WORKER_CONCURRENCY": "3"}
+
+
+def test_serve_with_several_workers_hands_one_loop_per_process_to_uvicorn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uvicorn
+
+    from server.cli import main as cli_main
+
+    seen: list[tuple[int, str | None]] = []
+
+    def fake_run(app: str, **options: Any) -> None:
+        seen.append((options["workers"], os.environ.get("CODEQR_WORKER_CONCURRENCY")))
+
+    environ = dict(os.environ)
+    environ.pop("CODEQR_WORKER_CONCURRENCY", None)
+    monkeypatch.setattr(os, "environ", environ)  # the test's own copy, thrown away
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    assert cli_main(["serve", "--port", "8123"]) == 0
+    assert cli_main(["serve", "--port", "8123", "--workers", "2"]) == 0
+    assert seen == [(1, None), (2, "1")]
