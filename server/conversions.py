@@ -267,22 +267,14 @@ def _lead_and_customer(
         if probe.has_lead and not read_back:
             return None, customer  # the event repeats a lead recorded before
     else:
+        new = _customer_values(
+            workspace, customer_external_id, click, livemode, moment, details
+        )
         if not read_back and _is_postgres(session):
-            made = _new_customer_with_lead(
-                session,
-                workspace,
-                customer_external_id,
-                click,
-                event_name,
-                livemode,
-                moment,
-                details,
-            )
+            made = _new_customer_with_lead(session, workspace, new, event_name)
             if made is not None:
                 return None, made
-        customer = _upsert_customer(
-            session, workspace, customer_external_id, click, livemode, moment, details
-        )
+        customer = _upsert_customer(session, workspace, new, click, details)
     lead = _insert_lead(
         session, workspace, customer, click, event_name, livemode, moment, read_back
     )
@@ -324,55 +316,38 @@ def _probe_lead(
 def _new_customer_with_lead(
     session: Session,
     workspace: Workspace,
-    external_id: str,
-    click: _ClickRef,
+    values: dict[str, Any],
     event_name: str,
-    livemode: bool,
-    moment: datetime,
-    details: dict[str, str | None],
 ) -> Customer | None:
     """PostgreSQL, no customer yet: the customer, its lead and the rollup bump in one
     statement. None when the insert met a conflict (the general path resolves it)."""
     row = session.execute(
         pg_statements.customer_with_lead(),
         {
-            "workspace_id": workspace.id,
-            "external_id": external_id,
-            "link_id": click.link_id,
-            "click_id": click.id,
-            "livemode": livemode,
-            "created_at": moment,
+            **values,
             "event_name": event_name,
-            "bucket": hour_bucket(moment),
-            **details,
+            "bucket": hour_bucket(values["created_at"]),
         },
     ).first()
     if row is None:
         return None
     customer, lead_id = row
-    assert workspace.id is not None
-    emit(session, BusEvent(workspace.id, "LEAD", str(lead_id), livemode))
-    logger.info(
-        "conversions.lead_recorded",
-        workspace_id=workspace.id,
-        lead_id=lead_id,
-        customer_id=customer.id,
-        event_name=event_name,
-        new_customer=True,
+    _announce_lead(
+        session, workspace, lead_id, customer.id, event_name, customer.livemode
     )
     return customer  # type: ignore[no-any-return]
 
 
-def _upsert_customer(
-    session: Session,
+def _customer_values(
     workspace: Workspace,
     external_id: str,
     click: _ClickRef,
     livemode: bool,
     moment: datetime,
     details: dict[str, str | None],
-) -> Customer:
-    values = {
+) -> dict[str, Any]:
+    """A new customer's row: attributed to the click's link, created at ``moment``."""
+    return {
         "workspace_id": workspace.id,
         "external_id": external_id,
         "link_id": click.link_id,
@@ -381,6 +356,37 @@ def _upsert_customer(
         "created_at": moment,
         **details,
     }
+
+
+def _announce_lead(
+    session: Session,
+    workspace: Workspace,
+    lead_id: int,
+    customer_id: int | None,
+    event_name: str,
+    livemode: bool,
+) -> None:
+    assert workspace.id is not None
+    emit(session, BusEvent(workspace.id, "LEAD", str(lead_id), livemode))
+    logger.info(
+        "conversions.lead_recorded",
+        workspace_id=workspace.id,
+        lead_id=lead_id,
+        customer_id=customer_id,
+        event_name=event_name,
+    )
+
+
+def _upsert_customer(
+    session: Session,
+    workspace: Workspace,
+    values: dict[str, Any],
+    click: _ClickRef,
+    details: dict[str, str | None],
+) -> Customer:
+    """Insert the customer of ``values`` (:func:`_customer_values`), or refresh the
+    existing one of that external id (which keeps its attribution)."""
+    external_id = values["external_id"]
     customer = _insert_new(session, Customer, values)
     if customer is None and details["stripe_customer_id"]:
         # Either the customer exists, or another one holds that Stripe customer id.
@@ -481,15 +487,9 @@ def _insert_lead(
         return existing
 
     assert workspace.id is not None
+    assert inserted.id is not None
     bump(session, workspace_id=workspace.id, moment=moment, livemode=livemode, leads=1)
-    emit(session, BusEvent(workspace.id, "LEAD", str(inserted.id), livemode))
-    logger.info(
-        "conversions.lead_recorded",
-        workspace_id=workspace.id,
-        lead_id=inserted.id,
-        customer_id=customer.id,
-        event_name=event_name,
-    )
+    _announce_lead(session, workspace, inserted.id, customer.id, event_name, livemode)
     return inserted
 
 
@@ -966,15 +966,15 @@ def _sale_by_ids(fields: tuple[str, ...]) -> Executable:
     planner scan every sale of the workspace."""
     table = _table(Sale)
     in_workspace = table.c.workspace_id == _param(table.c.workspace_id)
-    matches = union_all(
+    found = union_all(
         *(
-            sql_select(table.c.id).where(
+            sql_select(table).where(
                 in_workspace, table.c[field] == _param(table.c[field])
             )
             for field in fields
         )
-    )
-    return select(Sale).where(col(Sale.id).in_(matches)).order_by(col(Sale.id))
+    ).subquery("found")
+    return select(Sale).from_statement(sql_select(found).order_by(found.c.id))
 
 
 @cache

@@ -36,6 +36,7 @@ from sqlalchemy.dialects import postgresql
 from sqlmodel import select
 
 from server.models import Customer, Lead, Link, Partner, RollupHourly, Sale
+from server.rollups import COLUMNS, add_on_conflict
 
 _CUSTOMER_COLUMNS = (
     "workspace_id",
@@ -71,27 +72,9 @@ def _bump(source: CTE, *, leads: int, sales: int, amount: ColumnElement[Any]) ->
         literal(sales),
         amount,
     ).select_from(source)
-    upsert = postgresql.insert(rollups).from_select(
-        [
-            "workspace_id",
-            "bucket",
-            "livemode",
-            "clicks",
-            "leads",
-            "sales",
-            "sale_amount",
-        ],
-        row,
-    )
-    excluded = upsert.excluded
-    return upsert.on_conflict_do_update(
-        index_elements=["workspace_id", "livemode", "bucket"],
-        set_={
-            "leads": rollups.c.leads + excluded.leads,
-            "sales": rollups.c.sales + excluded.sales,
-            "sale_amount": rollups.c.sale_amount + excluded.sale_amount,
-        },
-    ).cte("bumped")
+    upsert = postgresql.insert(rollups).from_select(list(COLUMNS), row)
+    bumped: CTE = add_on_conflict(upsert).cte("bumped")
+    return bumped
 
 
 @cache

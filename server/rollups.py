@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import Insert, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
@@ -50,8 +51,16 @@ def _upsert_statement(dialect: str) -> Insert:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = RollupHourly.__table__  # type: ignore[attr-defined]
     statement = insert(table).values(
-        {name: bindparam(name, type_=table.c[name].type) for name in _COLUMNS}
+        {name: bindparam(name, type_=table.c[name].type) for name in COLUMNS}
     )
+    upsert: Insert = add_on_conflict(statement)
+    return upsert
+
+
+def add_on_conflict(statement: Any) -> Any:
+    """``statement`` (a dialect INSERT into the rollups) adding its counters to the
+    hour's row when it exists already."""
+    table = RollupHourly.__table__  # type: ignore[attr-defined]
     excluded = statement.excluded
     return statement.on_conflict_do_update(
         index_elements=["workspace_id", "livemode", "bucket"],
@@ -64,7 +73,7 @@ def _upsert_statement(dialect: str) -> Insert:
     )
 
 
-_COLUMNS = (
+COLUMNS = (
     "workspace_id",
     "bucket",
     "livemode",
