@@ -150,7 +150,7 @@ def _newest_first(
         statement = statement.where(
             or_(time_column < moment, and_(time_column == moment, id_column < pk))
         )
-    # Always true, and the condition of the partial listing index (see models.conversions).
+    # Always true, and the condition of the partial listing index (see models.base.time_index).
     statement = statement.where(time_column.is_not(None))
     return statement.order_by(time_column.desc(), id_column.desc()).limit(limit)
 

@@ -2,28 +2,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Index, UniqueConstraint, text
+from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from server.models.base import utcnow
-
-
-def _time_index(name: str, time_column: str) -> Index:
-    """The keyset-listing index of a table (workspace, time, id), partial on
-    ``time IS NOT NULL`` (always true) so that only listings, which state it, can use it.
-    Without the predicate a look-up by (workspace, unique id) on a table whose statistics
-    are not gathered yet (a new deployment, before autovacuum's first ANALYZE) is planned
-    on this index and filters every row of the workspace instead of using its unique
-    index."""
-    predicate = text(f'"{time_column}" IS NOT NULL')
-    return Index(
-        name,
-        "workspace_id",
-        time_column,
-        "id",
-        postgresql_where=predicate,
-        sqlite_where=predicate,
-    )
+from server.models.base import time_index, utcnow
 
 
 def _money() -> Column[int]:
@@ -32,14 +14,14 @@ def _money() -> Column[int]:
 
 # Unique keys lead with the id and end with the workspace: a look-up by (id, workspace)
 # then has exactly one index whose leading column it constrains, whatever the planner
-# knows of the table (see _time_index).
+# knows of the table (see models.base.time_index).
 
 
 class Customer(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("external_id", "workspace_id"),
         UniqueConstraint("stripe_customer_id", "workspace_id"),
-        _time_index("ix_customer_ws_created", "created_at"),
+        time_index("ix_customer_ws_created", "created_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -79,7 +61,7 @@ class Sale(SQLModel, table=True):
         UniqueConstraint("checkout_session_id", "workspace_id"),
         UniqueConstraint("payment_intent_id", "workspace_id"),
         UniqueConstraint("charge_id", "workspace_id"),
-        _time_index("ix_sale_ws_time", "timestamp"),
+        time_index("ix_sale_ws_time", "timestamp"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from server.models.base import utcnow
+from server.models.base import time_index, utcnow
 
 
 class Partner(SQLModel, table=True):
@@ -33,7 +33,7 @@ class Link(SQLModel, table=True):
 
 
 class Click(SQLModel, table=True):
-    __table_args__ = (Index("ix_click_ws_time", "workspace_id", "timestamp", "id"),)
+    __table_args__ = (time_index("ix_click_ws_time", "timestamp"),)
 
     # The click id itself: random, URL-safe, handed to the browser as cq_id.
     id: str = Field(primary_key=True, max_length=64)

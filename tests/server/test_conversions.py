@@ -262,6 +262,126 @@ def test_stripe_customer_id_held_by_another_customer_is_not_copied(shop: Shop) -
     assert second is not None and second.stripe_customer_id is None
 
 
+def _customer_lead(
+    shop: Shop, session: Session, click_id: str, external_id: str, **kw: Any
+) -> Customer:
+    """The worker's entry point (one statement for a new customer on PostgreSQL)."""
+    return conversions.record_customer_lead(
+        session,
+        shop.workspace(session),
+        click_id=click_id,
+        customer_external_id=external_id,
+        timestamp=SALE_TIME,
+        **kw,
+    )
+
+
+def test_customer_lead_of_a_new_customer_records_customer_lead_rollup_and_event(
+    shop: Shop,
+) -> None:
+    shop.click("click_aaaaaaaaaaaaaaaa")
+    with shop.session() as session:
+        customer = _customer_lead(
+            shop,
+            session,
+            "click_aaaaaaaaaaaaaaaa",
+            "user_1",
+            stripe_customer_id="cus_1",
+            customer_email="a@b.io",
+            customer_name="Ada",
+            livemode=False,
+        )
+        published = bus.take_pending(session)
+        session.commit()
+    with shop.session() as session:
+        stored = session.get(Customer, customer.id)
+        lead = session.exec(select(Lead)).one()
+    assert stored is not None
+    assert (stored.external_id, stored.stripe_customer_id, stored.email) == (
+        "user_1",
+        "cus_1",
+        "a@b.io",
+    )
+    assert (stored.name, stored.click_id, stored.link_id, stored.livemode) == (
+        "Ada",
+        "click_aaaaaaaaaaaaaaaa",
+        shop.link_id,
+        False,
+    )
+    assert stored.created_at == SALE_TIME
+    assert (lead.customer_id, lead.event_name, lead.timestamp) == (
+        customer.id,
+        "Sign up",
+        SALE_TIME,
+    )
+    assert (lead.click_id, lead.link_id, lead.livemode) == (
+        "click_aaaaaaaaaaaaaaaa",
+        shop.link_id,
+        False,
+    )
+    assert published == [bus.BusEvent(shop.workspace_id, "LEAD", str(lead.id), False)]
+    assert _rollup(shop) == {False: (1, 0, 0)}
+
+
+def test_customer_lead_repeated_changes_nothing_but_fresher_details(
+    shop: Shop,
+) -> None:
+    shop.click("click_aaaaaaaaaaaaaaaa")
+    with shop.session() as session:
+        first = _customer_lead(shop, session, "click_aaaaaaaaaaaaaaaa", "user_1")
+        session.commit()
+    with shop.session() as session:
+        again = _customer_lead(
+            shop,
+            session,
+            "click_aaaaaaaaaaaaaaaa",
+            "user_1",
+            customer_email="new@b.io",
+            stripe_customer_id="cus_9",
+        )
+        published = bus.take_pending(session)
+        session.commit()
+    assert again.id == first.id and published == []
+    assert _count(shop, Customer) == 1 and _count(shop, Lead) == 1
+    with shop.session() as session:
+        stored = session.get(Customer, first.id)
+    assert stored is not None
+    assert (stored.email, stored.stripe_customer_id) == ("new@b.io", "cus_9")
+    assert _rollup(shop) == {True: (1, 0, 0)}
+
+
+def test_customer_lead_whose_stripe_id_another_customer_holds_is_still_recorded(
+    shop: Shop,
+) -> None:
+    shop.click("click_aaaaaaaaaaaaaaaa")
+    with shop.session() as session:
+        _customer_lead(
+            shop, session, "click_aaaaaaaaaaaaaaaa", "user_1", stripe_customer_id="c1"
+        )
+        second = _customer_lead(
+            shop, session, "click_aaaaaaaaaaaaaaaa", "user_2", stripe_customer_id="c1"
+        )
+        session.commit()
+    with shop.session() as session:
+        stored = session.get(Customer, second.id)
+        leads = session.exec(select(Lead).order_by(Lead.id)).all()
+    assert stored is not None and stored.external_id == "user_2"
+    assert stored.stripe_customer_id is None  # the id stays with its first holder
+    assert [lead.customer_id for lead in leads][1] == second.id
+    assert _rollup(shop) == {True: (2, 0, 0)}
+
+
+def test_customer_lead_refuses_clicks_of_other_workspaces_and_unknown_clicks(
+    shop: Shop,
+) -> None:
+    shop.click("click_globex_00000000", other=True)
+    with shop.session() as session:
+        for click_id in ("click_globex_00000000", "click_nowhere_000000", "x" * 65):
+            with pytest.raises(conversions.UnknownClick):
+                _customer_lead(shop, session, click_id, "user_1")
+    assert _count(shop, Customer) == 0 and _count(shop, Lead) == 0
+
+
 # --- sales ---------------------------------------------------------------------------------
 
 

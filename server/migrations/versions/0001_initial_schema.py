@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 19:28:20.764879
+Create Date: 2026-12-04 19:42:01.060161
 """
 
 from collections.abc import Sequence
@@ -407,7 +407,11 @@ def upgrade() -> None:
     with op.batch_alter_table("click", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_click_link_id"), ["link_id"], unique=False)
         batch_op.create_index(
-            "ix_click_ws_time", ["workspace_id", "timestamp", "id"], unique=False
+            "ix_click_ws_time",
+            ["workspace_id", "timestamp", "id"],
+            unique=False,
+            postgresql_where=sa.text('"timestamp" IS NOT NULL'),
+            sqlite_where=sa.text('"timestamp" IS NOT NULL'),
         )
 
     op.create_table(
@@ -631,7 +635,11 @@ def downgrade() -> None:
 
     op.drop_table("customer")
     with op.batch_alter_table("click", schema=None) as batch_op:
-        batch_op.drop_index("ix_click_ws_time")
+        batch_op.drop_index(
+            "ix_click_ws_time",
+            postgresql_where=sa.text('"timestamp" IS NOT NULL'),
+            sqlite_where=sa.text('"timestamp" IS NOT NULL'),
+        )
         batch_op.drop_index(batch_op.f("ix_click_link_id"))
 
     op.drop_table("click")
