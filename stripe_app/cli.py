@@ -1,12 +1,13 @@
 """``codeqr replay`` (send Stripe event files, signed, to a webhook URL) and
-``codeqr events list|replay`` (look into the inbox, give dead or skipped events another
-go). Every command prints one JSON object per line on stdout."""
+``codeqr events list|replay|prune`` (look into the inbox, give dead or skipped events
+another go, delete events handled long ago). Every command prints one JSON object per line on stdout."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -16,6 +17,7 @@ from server.models import InboxStatus
 from stripe_app import inbox
 
 WEBHOOK_PATH = "/stripe/webhook"
+MIN_DAYS = inbox.MIN_RETENTION.days
 
 
 def _print(obj: dict[str, Any]) -> None:
@@ -122,6 +124,28 @@ def cmd_events_replay(args: argparse.Namespace) -> int:
     return 1 if missed else 0
 
 
+def cmd_events_prune(args: argparse.Namespace) -> int:
+    statuses = [InboxStatus.DONE]
+    if args.include_skipped:
+        statuses.append(InboxStatus.SKIPPED)
+    if args.include_dead:
+        statuses.append(InboxStatus.DEAD)
+    older_than = timedelta(days=args.older_than_days)
+    try:
+        deleted = inbox.prune(get_engine(), older_than, statuses)
+    except ValueError as exc:
+        sys.stderr.write(f"codeqr: error: --older-than-days: {exc}\n")
+        return 2
+    _print(
+        {
+            "deleted": deleted,
+            "statuses": [str(status) for status in statuses],
+            "olderThanDays": args.older_than_days,
+        }
+    )
+    return 0
+
+
 def _not_replayed(engine: Any, ids: list[str], reset: set[str]) -> list[dict[str, Any]]:
     """Why each named id was left alone: unknown, or not dead/skipped."""
     lines = []
@@ -171,3 +195,16 @@ def add_commands(commands: Any) -> None:
     again.add_argument("--all-dead", action="store_true")
     again.add_argument("--all-skipped", action="store_true")
     again.set_defaults(handler=cmd_events_replay)
+
+    prune = events.add_parser(
+        "prune", help="delete events handled long ago (done ones; pending never)"
+    )
+    prune.add_argument(
+        "--older-than-days",
+        type=float,
+        default=30.0,
+        help=f"handled more than this many days ago (at least {MIN_DAYS}; default 30)",
+    )
+    prune.add_argument("--include-skipped", action="store_true")
+    prune.add_argument("--include-dead", action="store_true")
+    prune.set_defaults(handler=cmd_events_prune)

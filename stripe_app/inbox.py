@@ -33,6 +33,7 @@ from sqlalchemy import (
     Table,
     Update,
     bindparam,
+    delete,
     exists,
     func,
     or_,
@@ -450,3 +451,49 @@ def requeue(
                 )
             )
     return before
+
+
+# --- retention -----------------------------------------------------------------------
+
+# Stripe redelivers an event for up to three days; while its row is kept, a redelivery
+# is a no-op. Pruning younger rows would let a late redelivery be handled a second time
+# (harmless for the handlers, which are idempotent, but counted as work again).
+MIN_RETENTION = timedelta(days=7)
+PRUNE_BATCH = 5_000
+
+
+def prune(
+    engine: Engine,
+    older_than: timedelta,
+    statuses: Sequence[InboxStatus] = (InboxStatus.DONE,),
+) -> int:
+    """Delete finished events (done by default) handled more than ``older_than`` ago,
+    in batches so no transaction holds many row locks; returns how many went. Pending
+    events are never deleted, whatever ``statuses`` says."""
+    if older_than < MIN_RETENTION:
+        raise ValueError(
+            f"events are kept at least {MIN_RETENTION.days} days: Stripe redelivers "
+            "for up to three, and a kept event makes its redelivery a no-op"
+        )
+    finished = [status for status in statuses if status != InboxStatus.PENDING]
+    if not finished:
+        return 0
+    cutoff = utcnow() - older_than
+    old = (
+        select(TABLE.c.id)
+        .where(
+            TABLE.c.status.in_(finished),
+            # Implied by the next condition (an event is due before it is handled), and
+            # what lets the (status, next_attempt_at) index find the old rows.
+            TABLE.c.next_attempt_at < cutoff,
+            TABLE.c.processed_at < cutoff,
+        )
+        .limit(PRUNE_BATCH)
+    )
+    deleted = 0
+    while True:
+        with engine.begin() as conn:
+            gone = conn.execute(delete(TABLE).where(TABLE.c.id.in_(old))).rowcount
+        deleted += gone
+        if gone < PRUNE_BATCH:
+            return deleted

@@ -318,3 +318,83 @@ def test_events_replay_needs_ids_or_a_flag(
 ) -> None:
     assert main(["events", "replay"]) == 2
     assert "--all-dead" in capsys.readouterr().err
+
+
+def _age(event_id: str, status: InboxStatus, days: float) -> None:
+    """Make the event finished ``days`` ago (received and due a little before)."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from server import db
+    from server.models import utcnow
+
+    handled = utcnow() - timedelta(days=days)
+    with db.get_engine().begin() as conn:
+        conn.execute(
+            update(inbox.TABLE)
+            .where(inbox.TABLE.c.id == event_id)
+            .values(
+                status=status,
+                processed_at=handled,
+                received_at=handled - timedelta(seconds=1),
+                next_attempt_at=handled - timedelta(seconds=1),
+            )
+        )
+
+
+def test_events_prune_deletes_old_done_events_and_keeps_everything_else(
+    settings_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    for event_id, status, days in [
+        ("evt_old_done", InboxStatus.DONE, 40),
+        ("evt_recent_done", InboxStatus.DONE, 3),
+        ("evt_old_skipped", InboxStatus.SKIPPED, 40),
+        ("evt_old_dead", InboxStatus.DEAD, 40),
+    ]:
+        _store(event_id)
+        _age(event_id, status, days)
+    _store("evt_pending")
+
+    assert main(["events", "prune"]) == 0
+    assert _lines(capsys.readouterr().out) == [
+        {"deleted": 1, "statuses": ["done"], "olderThanDays": 30.0}
+    ]
+    assert {row.id for row in inbox_rows()} == {
+        "evt_recent_done",
+        "evt_old_skipped",
+        "evt_old_dead",
+        "evt_pending",
+    }
+
+    assert main(["events", "prune", "--include-skipped", "--include-dead"]) == 0
+    assert _lines(capsys.readouterr().out)[0]["deleted"] == 2
+    assert {row.id for row in inbox_rows()} == {"evt_recent_done", "evt_pending"}
+
+
+def test_events_prune_refuses_to_cut_into_the_redelivery_window(
+    settings_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _store("evt_done")
+    _age("evt_done", InboxStatus.DONE, 10)
+
+    assert main(["events", "prune", "--older-than-days", "2"]) == 2
+    assert "at least 7 days" in capsys.readouterr().err
+    assert inbox_row("evt_done") is not None
+
+    assert main(["events", "prune", "--older-than-days", "7"]) == 0
+    assert inbox_row("evt_done") is None
+
+
+def test_events_prune_works_in_batches(
+    settings_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(inbox, "PRUNE_BATCH", 2)
+    for number in range(5):
+        _store(f"evt_{number}")
+        _age(f"evt_{number}", InboxStatus.DONE, 40)
+    assert main(["events", "prune"]) == 0
+    assert _lines(capsys.readouterr().out)[0]["deleted"] == 5
+    assert inbox_rows() == []
