@@ -748,7 +748,9 @@ def _refunded_in_sale_currency(
 
 
 def _follow_refund(session: Session, sale: Sale) -> None:
-    """Recompute the commission from the sale's net amount (never drifts)."""
+    """Recompute the commission from the sale's net amount (never drifts). A pending
+    commission whose sale is refunded in full is ``refunded``; one already processed or
+    paid keeps its status (taking money back from a partner is not automatic)."""
     commission = session.exec(
         select(Commission).where(Commission.sale_id == sale.id)
     ).first()
@@ -757,6 +759,8 @@ def _follow_refund(session: Session, sale: Sale) -> None:
     net = sale.original_amount - sale.refunded_amount
     commission.amount = net
     commission.earnings = commission_earnings(net, commission.rate_bps)
+    if net == 0 and commission.status == "pending":
+        commission.status = "refunded"
     session.add(commission)
     session.flush()
 

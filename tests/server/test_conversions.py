@@ -655,6 +655,21 @@ def test_refunds_apply_only_the_change_of_the_cumulative_amount(shop: Shop) -> N
     assert _rollup(shop) == {True: (1, 1, 2000)}  # rollups count gross sales
 
 
+def test_commission_is_pending_until_its_sale_is_refunded_in_full(shop: Shop) -> None:
+    sale = _sale(shop, _customer(shop), amount=2000)
+
+    def status() -> str:
+        with shop.session() as session:
+            return session.exec(
+                select(Commission.status).where(Commission.sale_id == sale.id)
+            ).one()
+
+    _refund(shop, sale.id, 1999)
+    assert status() == "pending"
+    _refund(shop, sale.id, 2000)
+    assert status() == "refunded"
+
+
 def test_refund_in_the_buyers_currency_applies_pro_rata(shop: Shop) -> None:
     sale = _sale(shop, _customer(shop), amount=2000, currency="usd")
     # Adaptive Pricing (legacy): the charge was 1850 EUR; 925 EUR refunded is half.
