@@ -16,7 +16,7 @@ from server.log_config import get_logger
 from server.models import Sale
 from stripe_app.handlers.attribution import object_id
 from stripe_app.registry import EventContext, RetryLater, SkipEvent
-from stripe_app.stripe_api import get_stripe_api
+from stripe_app.stripe_api import StripeApiUnavailable, get_stripe_api
 
 logger = get_logger(__name__)
 
@@ -65,10 +65,15 @@ def _sale_of_charge(
         charge_id=charge_id,
         invoice_id=object_id(obj.get("invoice")),  # API versions before 2025-03-31
     )
+    looked_up = ""
     if sale is None and payment_intent_id and ctx.account:
-        invoices = get_stripe_api().invoice_ids_for_payment_intent(
-            ctx.account, payment_intent_id
-        )
+        try:
+            invoices = get_stripe_api().invoice_ids_for_payment_intent(
+                ctx.account, payment_intent_id
+            )
+        except StripeApiUnavailable as exc:
+            # Most often the sale's own event is still on its way: say that first.
+            invoices, looked_up = [], f"; Stripe look-up of its invoice: {exc.message}"
         for invoice_id in invoices:
             sale = conversions.find_sale(session, ctx.workspace, invoice_id=invoice_id)
             if sale is not None:
@@ -76,6 +81,6 @@ def _sale_of_charge(
     if sale is None:
         raise RetryLater(
             f"no sale yet for charge {charge_id} (payment intent {payment_intent_id}); "
-            "its checkout session or invoice may still be on the way"
+            "its checkout session or invoice may still be on the way" + looked_up
         )
     return sale

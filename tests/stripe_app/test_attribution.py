@@ -678,6 +678,26 @@ def test_refund_before_its_sale_waits_for_it(
     assert len(fake_stripe.calls("/v1/invoice_payments")) >= 1  # asked while it waited
 
 
+def test_refund_before_its_sale_during_a_stripe_outage_says_the_sale_is_missing(
+    app_server: LiveServer, shop: Shop, fake_stripe: FakeStripe
+) -> None:
+    fake_stripe.fail_with = 500
+    refund = charge_refunded(
+        event_id="evt_early_out",
+        charge_id="ch_EarlyOut1",
+        payment_intent_id="pi_EarlyOut1",
+        amount_refunded=700,
+    )
+    with app_server.client() as client:
+        post_event(client, refund)
+        wait_until_attempted(shop.engine, "evt_early_out")
+    row = inbox(shop.engine, "evt_early_out")
+    assert (row.status, row.attempts) == ("pending", 1)
+    reason = str(row.reason)
+    assert reason.startswith("no sale yet for charge ch_EarlyOut1"), reason
+    assert "Stripe look-up of its invoice" in reason and "500" in reason, reason
+
+
 def test_stripe_outage_is_retried_not_skipped(
     app_server: LiveServer, shop: Shop, fake_stripe: FakeStripe
 ) -> None:
