@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -124,6 +125,24 @@ def cmd_events_replay(args: argparse.Namespace) -> int:
     return 1 if missed else 0
 
 
+MAX_DAYS = 36_500
+
+
+def retention_days(text: str) -> float:
+    """``--older-than-days``: a finite number of days, at least a week (see
+    :data:`stripe_app.inbox.MIN_RETENTION`), at most a hundred years."""
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+    if not math.isfinite(days) or not MIN_DAYS <= days <= MAX_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"must be between {MIN_DAYS} and {MAX_DAYS} days (Stripe redelivers for up "
+            f"to three days; a kept event makes a redelivery a no-op), got {text!r}"
+        )
+    return days
+
+
 def cmd_events_prune(args: argparse.Namespace) -> int:
     statuses = [InboxStatus.DONE]
     if args.include_skipped:
@@ -131,11 +150,7 @@ def cmd_events_prune(args: argparse.Namespace) -> int:
     if args.include_dead:
         statuses.append(InboxStatus.DEAD)
     older_than = timedelta(days=args.older_than_days)
-    try:
-        deleted = inbox.prune(get_engine(), older_than, statuses)
-    except ValueError as exc:
-        sys.stderr.write(f"codeqr: error: --older-than-days: {exc}\n")
-        return 2
+    deleted = inbox.prune(get_engine(), older_than, statuses)  # days checked above
     _print(
         {
             "deleted": deleted,
@@ -201,7 +216,7 @@ def add_commands(commands: Any) -> None:
     )
     prune.add_argument(
         "--older-than-days",
-        type=float,
+        type=retention_days,
         default=30.0,
         help=f"handled more than this many days ago (at least {MIN_DAYS}; default 30)",
     )

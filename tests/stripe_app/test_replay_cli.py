@@ -378,9 +378,19 @@ def test_events_prune_refuses_to_cut_into_the_redelivery_window(
     _store("evt_done")
     _age("evt_done", InboxStatus.DONE, 10)
 
-    assert main(["events", "prune", "--older-than-days", "2"]) == 2
-    assert "at least 7 days" in capsys.readouterr().err
+    for days in ("2", "nan", "inf", "1e9", "-7", "seven"):
+        with pytest.raises(SystemExit) as refused:
+            main(["events", "prune", "--older-than-days", days])
+        assert refused.value.code == 2
+        error = capsys.readouterr().err
+        assert "--older-than-days" in error and "Traceback" not in error, error
     assert inbox_row("evt_done") is not None
+    from datetime import timedelta
+
+    from server import db
+
+    with pytest.raises(ValueError, match="at least 7 days"):
+        inbox.prune(db.get_engine(), timedelta(days=6, hours=23))
 
     assert main(["events", "prune", "--older-than-days", "7"]) == 0
     assert inbox_row("evt_done") is None
