@@ -479,21 +479,21 @@ def prune(
     if not finished:
         return 0
     cutoff = utcnow() - older_than
-    old = (
-        select(TABLE.c.id)
-        .where(
-            TABLE.c.status.in_(finished),
-            # Implied by the next condition (an event is due before it is handled), and
-            # what lets the (status, next_attempt_at) index find the old rows.
-            TABLE.c.next_attempt_at < cutoff,
-            TABLE.c.processed_at < cutoff,
-        )
-        .limit(PRUNE_BATCH)
+    finished_long_ago = (
+        TABLE.c.status.in_(finished),
+        # Implied by the next condition (an event is due before it is handled), and
+        # what lets the (status, next_attempt_at) index find the old rows.
+        TABLE.c.next_attempt_at < cutoff,
+        TABLE.c.processed_at < cutoff,
     )
+    old = select(TABLE.c.id).where(*finished_long_ago).limit(PRUNE_BATCH)
+    # The conditions again on the DELETE itself: PostgreSQL re-checks only those after
+    # waiting for a row, and a replay may have made it pending meanwhile.
+    statement = delete(TABLE).where(TABLE.c.id.in_(old), *finished_long_ago)
     deleted = 0
     while True:
         with engine.begin() as conn:
-            gone = conn.execute(delete(TABLE).where(TABLE.c.id.in_(old))).rowcount
+            gone = conn.execute(statement).rowcount
         deleted += gone
         if gone < PRUNE_BATCH:
             return deleted
