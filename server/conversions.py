@@ -248,6 +248,8 @@ def _lead_and_customer(
     require_plan(workspace)
     _check_text("customerExternalId", customer_external_id)
     _check_text("eventName", event_name)
+    if stripe_customer_id is not None:
+        _check_text("stripeCustomerId", stripe_customer_id)
     probe = _probe_lead(session, workspace, click_id, customer_external_id, event_name)
     if probe.click is None:
         raise UnknownClick(
@@ -438,6 +440,8 @@ def update_customer(
 ) -> Customer:
     """Refresh email and name when given; save the Stripe customer id unless the
     customer already has one or another customer of the workspace holds it."""
+    if stripe_customer_id is not None:
+        _check_text("stripeCustomerId", stripe_customer_id)
     if email and email != customer.email:
         customer.email = email[:320]
     if name and name != customer.name:
