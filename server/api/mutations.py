@@ -193,6 +193,7 @@ def _record_sale(
             currency=data.currency,
             event_name=data.event_name,
             invoice_id=data.invoice_id,
+            livemode=customer.livemode,  # a test-mode customer pays in test mode
         )
         return sale, customer
 
@@ -240,8 +241,8 @@ class Mutation:
 
     @mutation(
         description="Record a payment by a customer tracked with trackLead; it is "
-        "attributed to that customer's click and link. The same invoiceId twice is "
-        "one sale. Errors: NOT_FOUND (unknown customer), PLAN_REQUIRED, BAD_USER_INPUT."
+        "attributed to that customer's click and link, in the customer's mode (live or "
+        "Stripe test mode). The same invoiceId twice is one sale. Errors: NOT_FOUND (unknown customer), PLAN_REQUIRED, BAD_USER_INPUT."
     )
     async def track_sale(
         self,

@@ -167,6 +167,35 @@ def test_track_sale_records_one_sale_per_invoice(api: Api) -> None:
     assert [e["node"]["kind"] for e in counts["events"]["edges"]] == ["SALE", "LEAD"]
 
 
+def test_track_sale_of_a_test_mode_customer_is_a_test_mode_sale(api: Api) -> None:
+    from server import conversions
+    from server.db import session_scope
+    from server.models import Workspace
+
+    tenant = make_tenant("acme")
+    click = add_click(tenant)
+    with session_scope() as session:  # a customer seen in a Stripe test-mode event
+        workspace = session.get(Workspace, tenant.id)
+        assert workspace is not None
+        conversions.record_customer_lead(
+            session,
+            workspace,
+            click_id=click,
+            customer_external_id="user_1",
+            livemode=False,
+        )
+
+    body = _sale(api, tenant, currency="usd", invoiceId="in_test_1")
+
+    assert "errors" not in body, body
+    live = api.data(COUNTS, token=tenant.token)["funnel"]
+    everything = api.data(
+        "{ funnel(includeTestMode: true) { sales saleAmount } }", token=tenant.token
+    )["funnel"]
+    assert (live["sales"], live["saleAmount"]) == (0, 0)
+    assert everything == {"sales": 1, "saleAmount": 4900}
+
+
 def test_track_sale_in_jpy_keeps_the_original_and_converts(api: Api) -> None:
     tenant = make_tenant("acme")
     _lead(api, tenant, add_click(tenant))
