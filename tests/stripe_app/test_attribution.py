@@ -176,7 +176,7 @@ def test_full_story_from_click_to_full_refund(
     }
     final = state(shop.engine, shop.workspace_id)
     assert [s["refunded"] for s in final["sales"]] == [2000]
-    assert final["commissions"] == [(0, 0, 1000, "USD", "pending", False)]
+    assert final["commissions"] == [(0, 0, 1000, "USD", "refunded", False)]
     assert final["rollups"] == [(DAY.isoformat(), False, 1, 1, 2000)]
     assert (
         len(fake_stripe.calls("/v1/invoice_payments")) == 1
@@ -515,10 +515,10 @@ def test_sale_also_sent_through_track_sale_stays_one_sale(
     assert (sale.invoice_id, sale.checkout_session_id, sale.livemode) == (
         "in_Track0000001",
         "cs_test_Track1",
-        True,  # trackSale's row (API keys are live)
+        False,  # trackSale's row, in the mode of its test-mode Stripe customer
     )
     assert state(shop.engine, shop.workspace_id)["commissions"] == [
-        (2000, 200, 1000, "USD", "pending", True)
+        (2000, 200, 1000, "USD", "pending", False)
     ]
 
 

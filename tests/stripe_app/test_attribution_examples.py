@@ -102,7 +102,7 @@ def test_replaying_the_examples_after_track_lead_gives_one_refunded_sale(
         "ch_ExamplePurchase001",
     )
     figures = state(demo.engine, demo.workspace_id)
-    assert figures["commissions"] == [(0, 0, 1000, "USD", "pending", False)]
+    assert figures["commissions"] == [(0, 0, 1000, "USD", "refunded", False)]
     assert fake_stripe.requests == []  # the demo needs no Stripe API key
 
     # Replaying again changes nothing.

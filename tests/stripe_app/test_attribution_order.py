@@ -97,7 +97,16 @@ def _expected(refunded: int, commission: tuple[int, int]) -> dict[str, Any]:
                 "timestamp": DAY,
             }
         ],
-        "commissions": [(*commission, 1000, "USD", "pending", False)],
+        # Refunded in full: the pending commission is refunded with it.
+        "commissions": [
+            (
+                *commission,
+                1000,
+                "USD",
+                "refunded" if refunded == 2000 else "pending",
+                False,
+            )
+        ],
         "rollups": [(DAY, False, 1, 1, 2000)],
     }
 
