@@ -362,6 +362,7 @@ class EventSummary:
     reason: str | None
     attempts: int
     received_at: datetime
+    processed_at: datetime | None  # when it was done, skipped or dead (prune's clock)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -373,6 +374,7 @@ class EventSummary:
             "reason": self.reason,
             "attempts": self.attempts,
             "receivedAt": self.received_at.isoformat(),
+            "processedAt": self.processed_at.isoformat() if self.processed_at else None,
         }
 
 
@@ -385,6 +387,7 @@ _SUMMARY_COLUMNS = (
     TABLE.c.reason,
     TABLE.c.attempts,
     TABLE.c.received_at,
+    TABLE.c.processed_at,
 )
 
 

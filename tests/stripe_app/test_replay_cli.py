@@ -258,6 +258,9 @@ def test_events_list_prints_json_lines_filtered_by_status(
         }
     ]
     assert len(one) == 1
+    by_id = {e["id"]: e for e in everything}
+    assert by_id["evt_pending"]["processedAt"] is None
+    assert by_id["evt_skipped"]["processedAt"] is not None  # stored as skipped
 
 
 def test_events_replay_all_dead_and_all_skipped_reset_them_to_pending(
