@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from sqlalchemy import (
     BindParameter,
@@ -165,18 +165,24 @@ class _ClickRef:
 # --- leads -----------------------------------------------------------------------------
 
 
+class LeadDetails(TypedDict, total=False):
+    """What a lead may say besides its click and customer (all optional)."""
+
+    event_name: str  # default "Sign up"
+    customer_name: str | None
+    customer_email: str | None
+    stripe_customer_id: str | None
+    livemode: bool  # default True
+    timestamp: datetime | None  # default now
+
+
 def record_lead(
     session: Session,
     workspace: Workspace,
     *,
     click_id: str,
     customer_external_id: str,
-    event_name: str = "Sign up",
-    customer_name: str | None = None,
-    customer_email: str | None = None,
-    stripe_customer_id: str | None = None,
-    livemode: bool = True,
-    timestamp: datetime | None = None,
+    **details: Unpack[LeadDetails],
 ) -> Lead:
     """Upsert the customer (attributed to the click's link) and its one lead per event
     name. Raises UnknownClick when the click is not in this workspace.
@@ -184,17 +190,7 @@ def record_lead(
     A customer keeps its first attribution; a later lead of the same customer with
     another click is attributed to that click. Replays return the existing lead."""
     lead, _customer = _lead_and_customer(
-        session,
-        workspace,
-        click_id=click_id,
-        customer_external_id=customer_external_id,
-        event_name=event_name,
-        customer_name=customer_name,
-        customer_email=customer_email,
-        stripe_customer_id=stripe_customer_id,
-        livemode=livemode,
-        timestamp=timestamp,
-        read_back=True,
+        session, workspace, click_id, customer_external_id, details, read_back=True
     )
     assert lead is not None
     return lead
@@ -206,27 +202,12 @@ def record_customer_lead(
     *,
     click_id: str,
     customer_external_id: str,
-    event_name: str = "Sign up",
-    customer_name: str | None = None,
-    customer_email: str | None = None,
-    stripe_customer_id: str | None = None,
-    livemode: bool = True,
-    timestamp: datetime | None = None,
+    **details: Unpack[LeadDetails],
 ) -> Customer:
     """:func:`record_lead` for callers that need only the customer: a lead recorded
     before is not read back (one query less when an event repeats the lead)."""
     _lead, customer = _lead_and_customer(
-        session,
-        workspace,
-        click_id=click_id,
-        customer_external_id=customer_external_id,
-        event_name=event_name,
-        customer_name=customer_name,
-        customer_email=customer_email,
-        stripe_customer_id=stripe_customer_id,
-        livemode=livemode,
-        timestamp=timestamp,
-        read_back=False,
+        session, workspace, click_id, customer_external_id, details, read_back=False
     )
     return customer
 
@@ -234,17 +215,17 @@ def record_customer_lead(
 def _lead_and_customer(
     session: Session,
     workspace: Workspace,
-    *,
     click_id: str,
     customer_external_id: str,
-    event_name: str,
-    customer_name: str | None,
-    customer_email: str | None,
-    stripe_customer_id: str | None,
-    livemode: bool,
-    timestamp: datetime | None,
+    given: LeadDetails,
+    *,
     read_back: bool,
 ) -> tuple[Lead | None, Customer]:
+    event_name = given.get("event_name", "Sign up")
+    stripe_customer_id = given.get("stripe_customer_id")
+    customer_email = given.get("customer_email")
+    customer_name = given.get("customer_name")
+    livemode = given.get("livemode", True)
     require_plan(workspace)
     _check_text("customerExternalId", customer_external_id)
     _check_text("eventName", event_name)
@@ -258,7 +239,7 @@ def _lead_and_customer(
         )
 
     click = probe.click
-    moment = timestamp or utcnow()
+    moment = given.get("timestamp") or utcnow()
     details = {
         "stripe_customer_id": stripe_customer_id,
         "email": customer_email[:320] if customer_email else None,
