@@ -625,9 +625,8 @@ def bench_worker(
 
 
 def worker_processes(database_url: str, requested: int | None) -> int:
-    """``--worker-processes``, by default one per CPU on PostgreSQL; on SQLite one,
-    as its ``worker_concurrency`` is 1: writers are serialised and its claim does not
-    keep a customer's events with one worker."""
+    """``--worker-processes``, by default one per CPU on PostgreSQL; on SQLite one, the
+    single-process deployment it is for (its writers are serialised anyway)."""
     if requested is not None:
         return max(1, requested)
     return 1 if database_url.startswith("sqlite") else os.cpu_count() or 1

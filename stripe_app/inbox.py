@@ -181,11 +181,13 @@ def claim_due(
 ) -> list[ClaimedEvent]:
     """Lease up to ``limit`` due pending events (oldest first) to the caller.
 
-    On PostgreSQL an event is left out while its ordering key has another pending event
-    under a live lease (another worker holds that customer); claims take turns on a
+    An event is left out while its ordering key has another pending event under a live
+    lease (another worker holds that customer). On PostgreSQL claims take turns on a
     transaction-scoped advisory lock, so each one sees the leases of the claims before
-    it. A lease that ran out (its worker died or stalled) no longer holds its key, and
-    an event without a key (stored before keys existed) is never held back."""
+    it; on SQLite the claim is one statement under the database's write lock, which
+    serialises claims of several processes (``serve --workers N``) the same way. A
+    lease that ran out (its worker died or stalled) no longer holds its key, and an
+    event without a key (stored before keys existed) is never held back."""
     now = utcnow()
     dialect = bind.dialect.name
     due = (
@@ -197,10 +199,9 @@ def claim_due(
         )
         .order_by(TABLE.c.next_attempt_at)
         .limit(limit)
+        .where(or_(TABLE.c.ordering_key.is_(None), ~_key_held(now)))
         .with_for_update(skip_locked=True)  # rendered as nothing on SQLite
     )
-    if dialect == "postgresql":
-        due = due.where(or_(TABLE.c.ordering_key.is_(None), ~_key_held(now)))
     statement = (
         update(TABLE)
         .where(TABLE.c.id.in_(due))

@@ -1,5 +1,6 @@
 """One customer's events with one worker at a time: the inbox's ordering key, and the
-PostgreSQL claim that holds back an event while another worker leases one of its key.
+claim that holds back an event while another worker leases one of its key (on both
+databases; the claim lock and concurrent claimers on PostgreSQL).
 
 The key is computed by the receiver from the verified body; the claim tests store
 events straight into the inbox with the key the receiver would give them, then claim
@@ -213,7 +214,6 @@ def _finish(*ids: str) -> None:
             assert inbox.finish(conn, event_id, InboxStatus.DONE)
 
 
-@ONLY_POSTGRES
 def test_a_customer_leased_to_one_claim_is_held_back_from_the_next(
     settings_env: dict[str, str],
 ) -> None:
@@ -231,7 +231,6 @@ def test_a_customer_leased_to_one_claim_is_held_back_from_the_next(
     assert _claimed_ids() == ["evt_a2"]
 
 
-@ONLY_POSTGRES
 def test_one_claim_takes_several_events_of_a_customer_in_created_order(
     settings_env: dict[str, str],
 ) -> None:
@@ -242,7 +241,6 @@ def test_one_claim_takes_several_events_of_a_customer_in_created_order(
     assert _claimed_ids() == ["evt_early", "evt_middle", "evt_late"]
 
 
-@ONLY_POSTGRES
 def test_an_expired_lease_no_longer_holds_its_customer(
     settings_env: dict[str, str],
 ) -> None:
@@ -255,7 +253,6 @@ def test_an_expired_lease_no_longer_holds_its_customer(
     assert _claimed_ids() == ["evt_a1", "evt_a2"]
 
 
-@ONLY_POSTGRES
 def test_a_retry_waiting_for_its_backoff_does_not_hold_its_customer(
     settings_env: dict[str, str],
 ) -> None:
@@ -269,7 +266,6 @@ def test_a_retry_waiting_for_its_backoff_does_not_hold_its_customer(
     assert _claimed_ids() == ["evt_a2"]
 
 
-@ONLY_POSTGRES
 def test_events_without_a_key_are_never_held_back(
     settings_env: dict[str, str],
 ) -> None:
@@ -280,7 +276,6 @@ def test_events_without_a_key_are_never_held_back(
     assert _claimed_ids(limit=1) == ["evt_old2"]
 
 
-@ONLY_POSTGRES
 def test_a_replayed_event_waits_while_its_customer_is_leased(
     settings_env: dict[str, str],
 ) -> None:
