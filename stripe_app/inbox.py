@@ -229,12 +229,14 @@ def claim_due(
 
 
 def _key_held(now: datetime) -> Any:
-    """``EXISTS`` another pending event of the candidate's key under a live lease."""
+    """``EXISTS`` another event of the candidate's key under a live lease. Only pending
+    events have one: every way out of pending (done, skipped, dead, retry, release)
+    clears ``locked_until``. Testing the status too made SQLite plan this look-up on the
+    status index, reading every pending event for each candidate."""
     other = TABLE.alias("held")
     return exists().where(
         other.c.ordering_key == TABLE.c.ordering_key,
         other.c.locked_until >= now,
-        other.c.status == InboxStatus.PENDING,
     )
 
 
