@@ -372,6 +372,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "CODEQR_DATABASE_URL and run `codeqr db upgrade`\n"
         )
         return 2
+    except BrokenPipeError:
+        # The reader of our output went away (`codeqr events list | head`): stop quietly,
+        # and keep the interpreter from complaining when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell reports for a process ended by SIGPIPE
 
 
 if __name__ == "__main__":

@@ -411,3 +411,24 @@ def test_events_prune_works_in_batches(
     assert main(["events", "prune"]) == 0
     assert _lines(capsys.readouterr().out)[0]["deleted"] == 5
     assert inbox_rows() == []
+
+
+def test_events_list_into_a_reader_that_stops_early_ends_quietly(
+    settings_env: dict[str, str],
+) -> None:
+    for number in range(600):  # ~150 kB of lines: more than a pipe holds
+        _store(f"evt_many_{number:04d}")
+    codeqr = Path(sys.executable).with_name("codeqr")
+    listing = subprocess.Popen(  # noqa: S603 (our own command)
+        [str(codeqr), "events", "list", "--limit", "600"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
+    assert listing.stdout is not None and listing.stderr is not None
+    first = listing.stdout.readline()
+    listing.stdout.close()  # as `| head -1` does
+    errors = listing.stderr.read().decode()
+    assert listing.wait(timeout=60) == 141
+    assert json.loads(first)["id"].startswith("evt_many_")
+    assert "Traceback" not in errors and "BrokenPipe" not in errors, errors
