@@ -21,7 +21,6 @@ from functools import cache
 from typing import Any, TypedDict, TypeVar, Unpack
 
 from sqlalchemy import (
-    BindParameter,
     Executable,
     Table,
     and_,
@@ -55,6 +54,7 @@ from server.models import (
     utcnow,
 )
 from server.rollups import bump, hour_bucket
+from server.sql_parts import param, sales_holding, table_of
 
 logger = get_logger(__name__)
 
@@ -120,14 +120,6 @@ def find_customer_by_stripe_id(
         {"workspace_id": workspace.id, "stripe_customer_id": stripe_customer_id},
     ).first()
     return found
-
-
-def find_click(session: Session, workspace: Workspace, click_id: str) -> Click | None:
-    """The click, only if it belongs to ``workspace``."""
-    click = session.get(Click, click_id) if len(click_id) <= 64 else None
-    if click is None or click.workspace_id != workspace.id:
-        return None
-    return click
 
 
 def find_sale(
@@ -305,7 +297,7 @@ def _new_customer_with_lead(
     """PostgreSQL, no customer yet: the customer, its lead and the rollup bump in one
     statement. None when the insert met a conflict (the general path resolves it)."""
     row = session.execute(
-        pg_statements.customer_with_lead(),
+        pg_statements.customer_with_lead(tuple(values)),
         {
             **values,
             "event_name": event_name,
@@ -430,7 +422,7 @@ def update_customer(
     if stripe_customer_id and customer.stripe_customer_id is None:
         _fill_unique(
             session,
-            _table(Customer),
+            table_of(Customer),
             customer,
             "stripe_customer_id",
             stripe_customer_id,
@@ -536,7 +528,7 @@ def record_sale(
         **ids,
     }
     if ids and _is_postgres(session):
-        once = _record_sale_once(session, workspace, customer, ids, moment, values)
+        once = _record_sale_once(session, workspace, ids, values)
         if once is not None:
             return once
     existing = find_sale(session, workspace, **ids)
@@ -567,15 +559,14 @@ def record_sale(
 def _record_sale_once(
     session: Session,
     workspace: Workspace,
-    customer: Customer,
     ids: Mapping[str, str],
-    moment: datetime,
     values: Mapping[str, Any],
 ) -> Sale | None:
     """PostgreSQL: the new sale with its rollup bump, or the sale already holding one
     of ``ids``, in one statement; None when a concurrent writer got in between."""
     statement = pg_statements.sale_once(tuple(values), tuple(ids))
-    row = session.execute(statement, {**values, "bucket": hour_bucket(moment)}).first()
+    bucket = hour_bucket(values["timestamp"])
+    row = session.execute(statement, {**values, "bucket": bucket}).first()
     if row is None:
         return None
     sale, created, partner_id, partner_rate = row
@@ -627,7 +618,7 @@ def _fill_sale_ids(session: Session, sale: Sale, ids: Mapping[str, str]) -> Sale
     """Add the ids this sale does not have yet; amounts and attribution never change."""
     for field, value in ids.items():
         if getattr(sale, field) is None:
-            _fill_unique(session, _table(Sale), sale, field, value)
+            _fill_unique(session, table_of(Sale), sale, field, value)
     return sale
 
 
@@ -694,7 +685,7 @@ def apply_refund(
     (Adaptive Pricing), the refunded share of ``payment_amount`` is applied pro rata.
     The partner's commission follows. Returns the amount newly refunded."""
     target = _refunded_in_sale_currency(sale, amount_refunded, currency, payment_amount)
-    table = _table(Sale)
+    table = table_of(Sale)
     result = session.execute(
         update(table)
         .where(table.c.id == sale.id, table.c.refunded_amount < target)
@@ -835,11 +826,6 @@ def _is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def _table(model: Any) -> Table:
-    table: Table = model.__table__
-    return table
-
-
 def _insert_new(
     session: Session, model: type[_Row], values: Mapping[str, Any]
 ) -> _Row | None:
@@ -889,15 +875,11 @@ def _fill_unique(
 # --- than running it (each bound value is a named parameter)
 
 
-def _param(column: Any) -> BindParameter[Any]:
-    return bindparam(column.key, type_=column.type)
-
-
-_CLICKS = _table(Click)
-_LEADS = _table(Lead)
+_CLICKS = table_of(Click)
+_LEADS = table_of(Lead)
 _CLICK_IN_WORKSPACE = (
     _CLICKS.c.id == bindparam("click_id", type_=_CLICKS.c.id.type),
-    _CLICKS.c.workspace_id == _param(_CLICKS.c.workspace_id),
+    _CLICKS.c.workspace_id == param(_CLICKS.c.workspace_id),
 )
 # One row whatever exists: the click (found, its link), the customer (outer-joined, so
 # None when new) and whether that customer has a lead of this event name.
@@ -912,7 +894,7 @@ _LEAD_PROBE = (
         exists()
         .where(
             _LEADS.c.customer_id == col(Customer.id),
-            _LEADS.c.event_name == _param(_LEADS.c.event_name),
+            _LEADS.c.event_name == param(_LEADS.c.event_name),
         )
         .label("has_lead"),
     )
@@ -920,49 +902,38 @@ _LEAD_PROBE = (
     .outerjoin(
         Customer,
         and_(
-            col(Customer.workspace_id) == _param(col(Customer.workspace_id)),
-            col(Customer.external_id) == _param(col(Customer.external_id)),
+            col(Customer.workspace_id) == param(col(Customer.workspace_id)),
+            col(Customer.external_id) == param(col(Customer.external_id)),
         ),
     )
 )
 
 _CUSTOMER_BY_EXTERNAL_ID = select(Customer).where(
-    col(Customer.workspace_id) == _param(col(Customer.workspace_id)),
-    col(Customer.external_id) == _param(col(Customer.external_id)),
+    col(Customer.workspace_id) == param(col(Customer.workspace_id)),
+    col(Customer.external_id) == param(col(Customer.external_id)),
 )
 
 _CUSTOMER_BY_STRIPE_ID = select(Customer).where(
-    col(Customer.workspace_id) == _param(col(Customer.workspace_id)),
-    col(Customer.stripe_customer_id) == _param(col(Customer.stripe_customer_id)),
+    col(Customer.workspace_id) == param(col(Customer.workspace_id)),
+    col(Customer.stripe_customer_id) == param(col(Customer.stripe_customer_id)),
 )
 
 _LEAD_OF_CUSTOMER = select(Lead).where(
-    col(Lead.customer_id) == _param(col(Lead.customer_id)),
-    col(Lead.event_name) == _param(col(Lead.event_name)),
+    col(Lead.customer_id) == param(col(Lead.customer_id)),
+    col(Lead.event_name) == param(col(Lead.event_name)),
 )
 
 _PARTNER_OF_LINK = (
     select(Partner)
     .join(Link, col(Link.partner_id) == col(Partner.id))
-    .where(col(Link.id) == bindparam("link_id", type_=_table(Link).c.id.type))
+    .where(col(Link.id) == bindparam("link_id", type_=table_of(Link).c.id.type))
 )
 
 
 @cache
 def _sale_by_ids(fields: tuple[str, ...]) -> Executable:
-    """The workspace's sale named by any of ``fields`` (oldest first): one exact match
-    per field on its (workspace_id, field) unique index, since an OR of them lets the
-    planner scan every sale of the workspace."""
-    table = _table(Sale)
-    in_workspace = table.c.workspace_id == _param(table.c.workspace_id)
-    found = union_all(
-        *(
-            sql_select(table).where(
-                in_workspace, table.c[field] == _param(table.c[field])
-            )
-            for field in fields
-        )
-    ).subquery("found")
+    """The workspace's sale named by any of ``fields`` (oldest first)."""
+    found = union_all(*sales_holding(fields)).subquery("found")
     return select(Sale).from_statement(sql_select(found).order_by(found.c.id))
 
 
@@ -970,11 +941,11 @@ def _sale_by_ids(fields: tuple[str, ...]) -> Executable:
 def _insert_statement(model: Any, dialect: str, keys: tuple[str, ...]) -> Executable:
     """``INSERT … ON CONFLICT DO NOTHING RETURNING *`` of these columns, loaded as
     ``model`` objects of the session."""
-    table = _table(model)
+    table = table_of(model)
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     core = (
         insert(table)
-        .values({key: _param(table.c[key]) for key in keys})
+        .values({key: param(table.c[key]) for key in keys})
         .on_conflict_do_nothing()
         .returning(*table.c)
     )

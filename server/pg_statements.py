@@ -17,12 +17,9 @@ from typing import Any
 
 from sqlalchemy import (
     CTE,
-    BindParameter,
     ColumnElement,
     Executable,
     Select,
-    Table,
-    bindparam,
     exists,
     false,
     func,
@@ -37,35 +34,15 @@ from sqlmodel import select
 
 from server.models import Customer, Lead, Link, Partner, RollupHourly, Sale
 from server.rollups import COLUMNS, add_on_conflict
-
-_CUSTOMER_COLUMNS = (
-    "workspace_id",
-    "external_id",
-    "stripe_customer_id",
-    "email",
-    "name",
-    "link_id",
-    "click_id",
-    "livemode",
-    "created_at",
-)
-
-
-def _table(model: Any) -> Table:
-    table: Table = model.__table__
-    return table
-
-
-def _param(table: Table, column: str, name: str | None = None) -> BindParameter[Any]:
-    return bindparam(name or column, type_=table.c[column].type)
+from server.sql_parts import param, sales_holding, table_of
 
 
 def _bump(source: CTE, *, leads: int, sales: int, amount: ColumnElement[Any]) -> CTE:
     """The hourly rollup upsert, once per row of ``source`` (none: nothing bumped)."""
-    rollups = _table(RollupHourly)
+    rollups = table_of(RollupHourly)
     row = sql_select(
         source.c.workspace_id,
-        _param(rollups, "bucket"),
+        param(rollups.c.bucket),
         source.c.livemode,
         literal(0),
         literal(leads),
@@ -78,15 +55,15 @@ def _bump(source: CTE, *, leads: int, sales: int, amount: ColumnElement[Any]) ->
 
 
 @cache
-def customer_with_lead() -> Executable:
+def customer_with_lead(fields: tuple[str, ...]) -> Executable:
     """Insert a customer and its first lead (timestamped like the customer) and bump the
-    hour's leads. Parameters: the customer's columns, ``event_name`` and ``bucket``.
+    hour's leads. Parameters: the customer's ``fields``, ``event_name`` and ``bucket``.
     Rows: (Customer, lead id); none when the customer conflicts with an existing row
     (same external id, or its Stripe customer id held by another customer)."""
-    customers, leads = _table(Customer), _table(Lead)
+    customers, leads = table_of(Customer), table_of(Lead)
     customer = (
         postgresql.insert(customers)
-        .values({name: _param(customers, name) for name in _CUSTOMER_COLUMNS})
+        .values({name: param(customers.c[name]) for name in fields})
         .on_conflict_do_nothing()
         .returning(*customers.c)
         .cte("new_customer")
@@ -108,7 +85,7 @@ def customer_with_lead() -> Executable:
                 customer.c.id,
                 customer.c.click_id,
                 customer.c.link_id,
-                _param(leads, "event_name"),
+                param(leads.c.event_name),
                 customer.c.livemode,
                 customer.c.created_at,
             ),
@@ -135,10 +112,10 @@ def sale_once(fields: tuple[str, ...], id_fields: tuple[str, ...]) -> Executable
     after this statement began (a concurrent writer): look it up again."""
     if not id_fields:
         raise ValueError("sale_once needs at least one payment id field")
-    sales, links, partners = _table(Sale), _table(Link), _table(Partner)
+    sales, links, partners = table_of(Sale), table_of(Link), table_of(Partner)
     new_sale = (
         postgresql.insert(sales)
-        .values({name: _param(sales, name) for name in fields})
+        .values({name: param(sales.c[name]) for name in fields})
         .on_conflict_do_nothing()
         .returning(*sales.c)
         .cte("new_sale")
@@ -156,21 +133,13 @@ def sale_once(fields: tuple[str, ...], id_fields: tuple[str, ...]) -> Executable
             partners, partners.c.id == links.c.partner_id
         )
     )
-    # One branch per id, each an exact match on its (workspace_id, id) unique index:
-    # an OR of them lets the planner scan every sale of the workspace instead.
-    known = [
-        sql_select(
-            *sales.c,
-            false().label("created"),
-            null().label("partner_id"),
-            null().label("partner_rate"),
-        ).where(
-            sales.c.workspace_id == _param(sales, "workspace_id"),
-            sales.c[name] == _param(sales, name),
-            ~exists(sql_select(literal(1)).select_from(new_sale)),
-        )
-        for name in id_fields
-    ]
+    known = sales_holding(
+        id_fields,
+        false().label("created"),
+        null().label("partner_id"),
+        null().label("partner_rate"),
+        also=(~exists(sql_select(literal(1)).select_from(new_sale)),),
+    )
     combined = union_all(created, *known).subquery("found")
     rows = (
         sql_select(combined)
