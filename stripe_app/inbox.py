@@ -8,10 +8,10 @@ written once for SQLite and PostgreSQL:
   ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``, so two
   workers (threads, processes or hosts) never take the same event; on SQLite the same
   single statement is atomic under the database's write lock;
-- on PostgreSQL a claim also keeps one customer's events with one worker: it skips an
-  event whose ordering key (see :func:`ordering_key`) has another pending event leased
-  to someone else right now, and claims run one at a time (a transaction-scoped
-  advisory lock), so two claims cannot each take a different event of one key;
+- a claim also keeps one customer's events with one worker: it skips an event whose
+  ordering key (see :func:`ordering_key`) has another event leased to someone else
+  right now, and claims run one at a time (on PostgreSQL a transaction-scoped advisory
+  lock, on SQLite the write lock), so two claims cannot each take an event of one key;
 - marking an event done is conditional on its still being pending, and happens inside
   the transaction of the handler's own writes (see :mod:`stripe_app.worker`)."""
 

@@ -379,9 +379,9 @@ def _retry(
 class Worker:
     """Runs :func:`process_batch` in the thread pool while events are due, then waits
     for :meth:`wake` or the poll interval. ``concurrency`` loops may run side by side:
-    their claims never overlap, and on PostgreSQL never hold events of one customer at
-    the same time (:func:`stripe_app.inbox.claim_due`); on SQLite one is enough, writes
-    are serialised."""
+    their claims never overlap and never hold events of one customer at the same time
+    (:func:`stripe_app.inbox.claim_due`); on SQLite one is enough, writes are
+    serialised."""
 
     def __init__(self, concurrency: int = 1) -> None:
         self.concurrency = concurrency
@@ -480,7 +480,7 @@ def worker_concurrency() -> int:
     """How many batches run side by side: ``worker_concurrency`` on PostgreSQL (a
     thread waiting for the database leaves the interpreter to the others; the claim
     keeps each customer's events with one of them), one on SQLite, where writes are
-    serialised anyway and the claim does not order by customer."""
+    serialised anyway."""
     if is_sqlite(get_engine()):
         return 1
     return max(1, get_settings().worker_concurrency)
