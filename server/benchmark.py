@@ -159,11 +159,10 @@ class Server:
         return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mb(self) -> float:
+        from server.benchmark_worker import peak_rss_mb
+
         assert self.process is not None
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return peak_rss_mb(self.process.pid) or 0.0
 
     def stop(self) -> int:
         """SIGTERM to this server's own PID (a clean shutdown), then wait for it."""

@@ -339,15 +339,24 @@ def _pending() -> int:
     return int(count)
 
 
+def peak_rss_mb(pid: int | str = "self") -> float | None:
+    """A process's peak resident memory (``VmHWM`` in /proc), None where there is no
+    /proc. For this process it is also the right figure after exec: ``ru_maxrss``
+    survives exec and reports the parent's peak when that was higher (a pytest run
+    showed 341 MB for a 90 MB worker)."""
+    status = Path(f"/proc/{pid}/status")
+    if not status.exists():
+        return None
+    for line in status.read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
 def _own_peak_rss_mb() -> float:
-    """This process's peak resident memory. ``VmHWM`` belongs to the memory image the
-    exec created; ``ru_maxrss`` survives exec, so it reports the parent's peak when that
-    was higher (a pytest run showed 341 MB for a 90 MB worker)."""
     import resource
 
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+    own = peak_rss_mb()
+    if own is not None:
+        return own
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
