@@ -43,6 +43,7 @@ RESERVED_KEYS = frozenset(
         "login",
         "logout",
         "favicon.ico",
+        ".well-known",  # the key pattern already refuses it; listed for completeness
     }
 )
 

@@ -328,3 +328,19 @@ def test_fast_path_steps_aside_when_another_route_has_a_parameter_first() -> Non
 
     assert response.status_code == 200
     assert response.text == "other route"
+
+
+def test_the_cli_reserves_the_first_segment_of_every_fixed_route() -> None:
+    """RESERVED_KEYS repeats what the app serves; this keeps the two from drifting."""
+    from starlette.routing import Mount, Route
+
+    from server.app import _routes
+    from server.cli import RESERVED_KEYS
+
+    segments = set()
+    for route in _routes():
+        if isinstance(route, (Route, Mount)) and "{" not in route.path:
+            segments.add(route.path.strip("/").split("/")[0])
+    segments.discard("")
+    assert segments, "no fixed routes found"
+    assert segments <= RESERVED_KEYS, segments - RESERVED_KEYS
