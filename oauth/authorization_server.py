@@ -3,7 +3,9 @@
 Authlib is synchronous: one server object is built per HTTP request, bound to one
 database session, and driven from a worker thread (``run_in_threadpool``). Its
 responses become Starlette responses here; a redirect answering a POST is a 303, never
-Authlib's 302 (RFC 9700 §4.12)."""
+Authlib's 302 (RFC 9700 §4.12), and every redirect back to the client, success or error,
+names this server in ``iss`` (RFC 9207), so a client talking to several servers can tell
+whose answer it holds."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import binascii
 import json
 from typing import Any
 
+from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import (
     InvalidClientError,
@@ -30,10 +33,16 @@ from oauth.principal import ALL_SCOPES
 from server.log_config import get_logger
 from server.models import OAuthClient, OAuthCode, OAuthToken
 from server.security import constant_time_equal
+from server.settings import get_settings
 
 logger = get_logger(__name__)
 
 _MAX_CLIENT_ID_LENGTH = 64
+
+
+def issuer() -> str:
+    """This server's issuer identifier: the public URL, as the metadata states it."""
+    return get_settings().public_url.rstrip("/")
 
 
 class CodeQRAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
@@ -168,6 +177,8 @@ class CodeQRAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         content = json.dumps(body) if isinstance(body, dict) else str(body or "")
         response = Response(content, status_code=status)
         for name, value in headers:
+            if name.lower() == "location":
+                value = add_params_to_uri(value, [("iss", issuer())])
             response.headers[name] = value
         return response
 

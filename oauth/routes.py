@@ -30,7 +30,7 @@ from oauth.adapters import (
     read_form,
     wrap,
 )
-from oauth.authorization_server import CodeQRAuthorizationServer
+from oauth.authorization_server import CodeQRAuthorizationServer, issuer
 from oauth.grants import CLIENT_AUTH_METHODS
 from oauth.principal import ALL_SCOPES
 from oauth.ratelimit import LoginLimiter, new_login_limiter
@@ -40,7 +40,6 @@ from server.log_config import get_logger
 from server.models import OAuthClient, User
 from server.models.auth import GRANT_TYPES
 from server.security import constant_time_equal
-from server.settings import get_settings
 
 logger = get_logger(__name__)
 
@@ -525,12 +524,12 @@ async def revoke(request: Request) -> Response:
 
 def server_metadata() -> dict[str, Any]:
     """RFC 8414 authorization server metadata."""
-    issuer = get_settings().public_url.rstrip("/")
+    base = issuer()
     return {
-        "issuer": issuer,
-        "authorization_endpoint": f"{issuer}/oauth/authorize",
-        "token_endpoint": f"{issuer}/oauth/token",
-        "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "issuer": base,
+        "authorization_endpoint": f"{base}/oauth/authorize",
+        "token_endpoint": f"{base}/oauth/token",
+        "revocation_endpoint": f"{base}/oauth/revoke",
         "scopes_supported": list(ALL_SCOPES),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -538,6 +537,7 @@ def server_metadata() -> dict[str, Any]:
         "token_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
         "revocation_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
         "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
     }
 
 

@@ -149,6 +149,7 @@ def test_authorize_response_type_token_redirects_unsupported_response_type(
         params = _redirect_params(response)
         assert params["error"] == ["unsupported_response_type"]
         assert params["state"] == ["state-123"]
+        assert params["iss"] == [live_server.url]
         assert "code" not in params
 
 
@@ -162,6 +163,7 @@ def test_authorize_without_code_challenge_redirects_invalid_request_and_stores_n
         params = _redirect_params(response)
         assert params["error"] == ["invalid_request"]
         assert params["state"] == ["state-123"]
+        assert params["iss"] == [live_server.url]
         assert "code_challenge" in params["error_description"][0]
         assert _code_count() == 0
 
@@ -408,6 +410,7 @@ def test_consent_deny_redirects_access_denied_with_state_as_303(
     params = _redirect_params(answer)
     assert params["error"] == ["access_denied"]
     assert params["state"] == ["state-123"]
+    assert params["iss"] == [live_server.url]
     assert _code_count() == 0
 
 
@@ -421,6 +424,7 @@ def test_consent_allow_redirects_with_code_and_state_as_303(
     params = _redirect_params(answer)
     assert len(params["code"][0]) >= 43
     assert params["state"] == ["state-123"]
+    assert params["iss"] == [live_server.url]
     assert answer.headers["referrer-policy"] == "no-referrer"
     with db.session_scope() as session:
         code = session.exec(select(OAuthCode)).one()

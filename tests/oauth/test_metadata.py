@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from authlib.oauth2 import rfc9207
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 
 from tests.conftest import LiveServer
@@ -26,5 +27,8 @@ def test_metadata_describes_the_server_and_validates(live_server: LiveServer) ->
         "none",
     }
     assert body["scopes_supported"] == ["conversions:read", "conversions:write"]
+    assert body["authorization_response_iss_parameter_supported"] is True
 
-    AuthorizationServerMetadata(body).validate()
+    AuthorizationServerMetadata(body).validate(
+        metadata_classes=[rfc9207.AuthorizationServerMetadata]
+    )

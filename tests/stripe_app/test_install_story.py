@@ -130,6 +130,8 @@ def authorize(oauth: Any, base: str) -> dict[str, Any]:
     returned = parse_qs(urlsplit(callback).query)
     assert returned["state"] == [state]
     assert returned["code"][0]
+    # RFC 9207: the view checks whose answer this is against the server's metadata.
+    assert returned["iss"] == [base]
 
     token = oauth.fetch_token(
         f"{base}/oauth/token", authorization_response=callback, code_verifier=verifier
