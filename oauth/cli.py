@@ -22,10 +22,22 @@ def _print(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
 
 
+def _password(value: str) -> str:
+    """The password argument, or with ``-`` the first line of standard input, so the
+    password need not stand in the shell's history or the process list."""
+    if value != "-":
+        return value
+    line = sys.stdin.readline()
+    if not line:
+        raise CommandError("--password -: standard input was empty")
+    return line.removesuffix("\n").removesuffix("\r")
+
+
 def cmd_user_create(args: argparse.Namespace) -> int:
+    password = _password(args.password)
     try:
         with db.session_scope() as session:
-            user = create_user(session, args.email, args.password)
+            user = create_user(session, args.email, password)
             result: dict[str, Any] = {"id": user.id, "email": user.email}
             if args.workspace:
                 workspace = session.exec(
@@ -69,7 +81,11 @@ def add_commands(subparsers: Any) -> None:
     ).add_subparsers(dest="action", required=True)
     user_create = user.add_parser("create", help="create a user who can log in")
     user_create.add_argument("--email", required=True)
-    user_create.add_argument("--password", required=True)
+    user_create.add_argument(
+        "--password",
+        required=True,
+        help="the password, or - to read it from the first line of standard input",
+    )
     user_create.add_argument("--workspace", metavar="SLUG", help="make them a member")
     user_create.add_argument("--role", choices=ROLES, default="member")
     user_create.set_defaults(handler=cmd_user_create)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -88,6 +89,32 @@ def test_cli_user_create_refuses_bad_input_and_creates_nothing(
     assert message in err
     with db.session_scope() as session:
         assert authenticate(session, "a@example.com", "long enough secret") is None
+
+
+def test_cli_user_create_reads_the_password_from_stdin_with_a_dash(
+    settings_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("typed at a prompt\r\nignored\n"))
+    args = ["user", "create", "--email", "a@example.com", "--password", "-"]
+    status, out, _ = _run(capsys, *args)
+    assert status == 0 and out["email"] == "a@example.com"
+    with db.session_scope() as session:
+        assert authenticate(session, "a@example.com", "typed at a prompt")
+        assert authenticate(session, "a@example.com", "-") is None
+
+
+def test_cli_user_create_with_a_dash_and_empty_stdin_is_refused(
+    settings_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    args = ["user", "create", "--email", "a@example.com", "--password", "-"]
+    status, out, err = _run(capsys, *args)
+    assert status == 2 and out == {}
+    assert "standard input was empty" in err
 
 
 def test_cli_user_create_twice_is_refused(
