@@ -4,6 +4,7 @@ Each mutation is one transaction in the thread pool (server.conversions does the
 bus notifications go out after the commit, so live subscribers never hear of a row that
 was rolled back."""
 
+import asyncio
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
@@ -24,6 +25,7 @@ from server.models import Customer as CustomerRow
 from server.models import Lead as LeadRow
 from server.models import Sale as SaleRow
 from server.models import Workspace
+from server.settings import get_settings
 
 logger = get_logger(__name__)
 
@@ -205,6 +207,30 @@ async def _flush_clicks() -> None:
     await get_click_writer().flush()
 
 
+def _other_process_waits() -> list[float]:
+    """How long to wait, again and again, for a click that another process of this
+    server (``serve --workers N``, another host) redirected a moment ago and still holds
+    in its batch: a few of its flush intervals, at most about a second in all."""
+    interval = max(get_settings().click_flush_interval_seconds, 0.01)
+    waits = [interval * 2, interval * 4, interval * 8]
+    return [min(wait, 0.5) for wait in waits]
+
+
+async def _retry_unknown_click(
+    workspace_id: int, work: Callable[[Session, Workspace], T]
+) -> T:
+    """Run ``work`` again after this process's clicks are written, then after short
+    waits for other processes' batches; the last NOT_FOUND stands."""
+    for wait in _other_process_waits():
+        try:
+            return await _run(workspace_id, work)
+        except ApiError as exc:
+            if not isinstance(exc.__cause__, conversions.UnknownClick):
+                raise
+        await asyncio.sleep(wait)
+    return await _run(workspace_id, work)
+
+
 @strawberry.type(
     description="Conversion tracking (needs the conversions:write scope and the "
     "Business plan or higher)."
@@ -212,8 +238,10 @@ async def _flush_clicks() -> None:
 class Mutation:
     @mutation(
         description="Record that the visitor of a click became a customer. The "
-        "customer is created or updated and attributed to the click's link. Errors: "
-        "NOT_FOUND (no such click in this workspace), PLAN_REQUIRED, BAD_USER_INPUT."
+        "customer is created or updated and attributed to the click's link. A click "
+        "redirected a moment ago is waited for (up to about a second) while the "
+        "server writes it. Errors: NOT_FOUND (no such click in this workspace), "
+        "PLAN_REQUIRED, BAD_USER_INPUT."
     )
     async def track_lead(
         self,
@@ -231,7 +259,7 @@ class Mutation:
             if not isinstance(exc.__cause__, conversions.UnknownClick):
                 raise
             await _flush_clicks()
-            lead, customer = await _run(principal.workspace_id, work)
+            lead, customer = await _retry_unknown_click(principal.workspace_id, work)
         logger.info(
             "api.lead_tracked", workspace_id=principal.workspace_id, lead_id=lead.id
         )

@@ -420,8 +420,8 @@ class Funnel:
     leads: int = strawberry.field(description="Number of leads.")
     sales: int = strawberry.field(description="Number of sales.")
     sale_amount: BigInt = strawberry.field(
-        description="Sum of sale amounts, in minor units of `currency` (sales "
-        "without an exchange rate are not included)."
+        description="Sum of sale amounts as paid (refunds not deducted), in minor "
+        "units of `currency` (sales without an exchange rate are not included)."
     )
     currency: str = strawberry.field(description="The workspace's reporting currency.")
 
@@ -435,7 +435,8 @@ class TimeseriesPoint:
     leads: int = strawberry.field(description="Number of leads.")
     sales: int = strawberry.field(description="Number of sales.")
     sale_amount: BigInt = strawberry.field(
-        description="Sum of sale amounts in minor units of the reporting currency."
+        description="Sum of sale amounts as paid (refunds not deducted), in minor "
+        "units of the reporting currency."
     )
 
 

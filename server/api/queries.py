@@ -110,8 +110,13 @@ GRAPHQL_VALIDATION_FAILED, BAD_REQUEST, or INTERNAL_SERVER_ERROR (masked, logged
 and `extensions.classification`: BAD_REQUEST when the request was refused,
 INTERNAL_ERROR when the server failed.
 
-Test mode: rows from Stripe test mode (livemode false) are left out of events,
-funnel, time series and commissions unless `includeTestMode: true` is passed."""
+Test mode: rows from Stripe test mode (livemode false) are left out of the figures
+(funnel, time series, commissions) unless `includeTestMode: true` is passed. The
+events list and stream show them by default, each node saying its `livemode`;
+`includeTestMode: false` keeps only live data there.
+
+Amounts: sale amounts in figures are gross (as paid); refunds show on each sale as
+`refundedAmount` and reduce its partner's commission."""
 )
 class Query:
     @field(description="The workspace the token belongs to.")

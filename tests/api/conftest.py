@@ -81,9 +81,11 @@ def revoke_keys(tenant: Tenant) -> None:
 # --- rows written straight to storage ---------------------------------------------------
 
 
-def add_click(tenant: Tenant, at: datetime | None = None) -> str:
+def add_click(
+    tenant: Tenant, at: datetime | None = None, *, click_id: str | None = None
+) -> str:
     at = at or utcnow()
-    click_id = secrets.token_urlsafe(16)
+    click_id = click_id or secrets.token_urlsafe(16)
     with session_scope() as session:
         session.add(
             Click(

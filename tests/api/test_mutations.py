@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import threading
 from typing import Any
 
 import pytest
@@ -84,6 +86,24 @@ def test_track_lead_right_after_a_real_redirect_finds_the_batched_click(
     click = redirect.headers["location"].split("cq_id=")[1].split("&")[0]
 
     body = _lead(api, tenant, click)
+
+    assert "errors" not in body, body
+    assert body["data"]["trackLead"]["lead"]["clickId"] == click
+
+
+def test_track_lead_waits_for_a_click_another_process_is_about_to_write(
+    api: Api,
+) -> None:
+    """Under ``serve --workers N`` the redirect may have been served, and its click
+    queued, by another process: trackLead waits a few of its flush intervals."""
+    tenant = make_tenant("acme")
+    click = secrets.token_urlsafe(16)
+    other_process = threading.Timer(0.15, add_click, (tenant,), {"click_id": click})
+    other_process.start()
+    try:
+        body = _lead(api, tenant, click)
+    finally:
+        other_process.join()
 
     assert "errors" not in body, body
     assert body["data"]["trackLead"]["lead"]["clickId"] == click
