@@ -17,7 +17,7 @@ from sqlmodel import select
 
 from server import db
 from server.models import PLANS, ApiKey, Link, Partner, Workspace
-from server.security import new_token, token_hash
+from server.security import new_token, secret_key, token_hash
 from server.settings import get_settings, reset_settings
 
 Handler = Callable[[argparse.Namespace], int]
@@ -234,6 +234,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.demo:
         _prepare_demo()
+    _check_ready_to_serve()
     one_loop_per_process(args.workers, os.environ)  # inherited by uvicorn's processes
     uvicorn.run(
         "server.app:app",
@@ -246,6 +247,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lifespan="on",
     )
     return 0
+
+
+def _check_ready_to_serve() -> None:
+    """Refuse to start a server that would fail its requests: a database that is not
+    migrated, or no secret key outside development."""
+    problem = db.schema_problem()
+    if problem is not None:
+        raise CommandError(
+            f"{problem}; check CODEQR_DATABASE_URL and run `codeqr db upgrade` first"
+        )
+    try:
+        secret_key()
+    except RuntimeError as exc:
+        raise CommandError(
+            f"{exc} (a long random value, e.g. from "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+        ) from exc
 
 
 DEMO_ENV_FILE = Path("codeqr-demo.env")

@@ -81,9 +81,7 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         session.close()
 
 
-def upgrade(url: str | None = None) -> None:
-    """Apply every Alembic migration to the database at ``url`` (default: settings)."""
-    from alembic import command
+def _alembic_config(url: str | None) -> Any:
     from alembic.config import Config
 
     config = Config()
@@ -92,7 +90,42 @@ def upgrade(url: str | None = None) -> None:
         "sqlalchemy.url", normalise_url(url or get_settings().database_url)
     )
     config.attributes["configure_logger"] = False
-    command.upgrade(config, "head")
+    return config
+
+
+def upgrade(url: str | None = None) -> None:
+    """Apply every Alembic migration to the database at ``url`` (default: settings)."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(url), "head")
+
+
+def schema_problem(url: str | None = None) -> str | None:
+    """Why the database at ``url`` (default: settings) cannot serve this version of the
+    code, or None when it is at the latest migration. Creates no SQLite file."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = _alembic_config(url)
+    target = make_url(config.get_main_option("sqlalchemy.url"))
+    file = target.database if target.get_backend_name() == "sqlite" else None
+    if file and file != ":memory:" and not Path(file).exists():
+        return f"the SQLite database {file} does not exist"
+    heads = set(ScriptDirectory.from_config(config).get_heads())
+    engine = create_engine(target)
+    try:
+        with engine.connect() as conn:
+            current = set(MigrationContext.configure(conn).get_current_heads())
+    finally:
+        engine.dispose()
+    if not current:
+        return "the database has no CodeQR tables yet"
+    if current != heads:
+        return (
+            f"the database is at migration {', '.join(sorted(current))}; this "
+            f"version needs {', '.join(sorted(heads))}"
+        )
+    return None
 
 
 __all__ = [
@@ -102,6 +135,7 @@ __all__ = [
     "is_sqlite",
     "make_engine",
     "normalise_url",
+    "schema_problem",
     "session_scope",
     "upgrade",
 ]

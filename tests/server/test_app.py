@@ -101,3 +101,80 @@ def test_dev_secret_key_lives_beside_the_sqlite_database(
     assert security.token_hash("cq_live_x") == first
     key_file = database.with_name("shop.db.codeqr_secret_key")
     assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.fixture
+def uvicorn_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``codeqr serve`` with uvicorn.run recorded instead of run."""
+    import uvicorn
+
+    started: list[str] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **_options: started.append(app))
+    return started
+
+
+def test_serve_refuses_a_database_never_migrated_and_creates_no_file(
+    settings_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    uvicorn_runs: list[str],
+) -> None:
+    from server.cli import main
+    from tests.conftest import reset_process_state
+
+    missing = tmp_path / "missing.db"
+    monkeypatch.setenv("CODEQR_DATABASE_URL", f"sqlite:///{missing}")
+    reset_process_state()
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert f"the SQLite database {missing} does not exist" in err
+    assert "codeqr db upgrade" in err
+    assert not missing.exists()
+
+    missing.touch()  # a file, but no tables
+    assert main(["serve"]) == 2
+    assert "no CodeQR tables yet" in capsys.readouterr().err
+    assert uvicorn_runs == []
+
+
+def test_serve_refuses_a_database_at_another_migration(
+    settings_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    uvicorn_runs: list[str],
+) -> None:
+    import sqlalchemy as sa
+
+    from server.cli import main
+
+    with db.get_engine().begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0000'"))
+    try:
+        assert main(["serve"]) == 2
+    finally:
+        with db.get_engine().begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
+    assert "is at migration 0000; this version needs 0001" in capsys.readouterr().err
+    assert uvicorn_runs == []
+
+
+def test_serve_in_production_without_a_secret_key_refuses_to_start(
+    settings_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    uvicorn_runs: list[str],
+) -> None:
+    from server.cli import main
+    from tests.conftest import reset_process_state
+
+    monkeypatch.setenv("CODEQR_ENVIRONMENT", "production")
+    monkeypatch.delenv("CODEQR_SECRET_KEY")
+    reset_process_state()
+    assert main(["serve"]) == 2
+    assert "CODEQR_SECRET_KEY must be set" in capsys.readouterr().err
+    assert uvicorn_runs == []
+
+    monkeypatch.setenv("CODEQR_SECRET_KEY", "x" * 48)
+    reset_process_state()
+    assert main(["serve"]) == 0
+    assert uvicorn_runs == ["server.app:app"]

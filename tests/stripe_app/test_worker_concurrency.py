@@ -253,7 +253,7 @@ def test_several_server_processes_run_one_worker_loop_each_unless_told() -> None
 
 
 def test_serve_with_several_workers_hands_one_loop_per_process_to_uvicorn(
-    monkeypatch: pytest.MonkeyPatch,
+    settings_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import uvicorn
 
