@@ -73,6 +73,21 @@ def normalise_currency(code: str) -> str:
     return upper
 
 
+# Codes ISO 4217 keeps for "no currency" and for testing, never money paid.
+_NOT_MONEY = frozenset({"XXX", "XTS"})
+
+
+def is_iso_currency(code: str) -> bool:
+    """Whether ``code`` (any case) is a currency of today's ISO 4217 list, from
+    pycountry's copy of it (withdrawn codes such as HRK are not)."""
+    import pycountry
+
+    upper = code.strip().upper()
+    if not _CODE.match(upper) or upper in _NOT_MONEY:
+        return False
+    return pycountry.currencies.get(alpha_3=upper) is not None
+
+
 def exponent(currency: str) -> int:
     """Digits after the decimal point in Stripe's minor unit of ``currency``."""
     code = normalise_currency(currency)

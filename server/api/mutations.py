@@ -19,6 +19,7 @@ from server.api.fields import mutation
 from server.api.objects import Customer, Lead, Sale
 from server.bus import BusEvent, get_bus, take_pending
 from server.clicks import get_click_writer
+from server.currency import is_iso_currency
 from server.db import session_scope
 from server.log_config import get_logger
 from server.models import Customer as CustomerRow
@@ -63,10 +64,13 @@ class TrackSaleInput:
         description="The id given as customerExternalId to trackLead."
     )
     amount: int = strawberry.field(
-        description="Amount paid in minor units of `currency` (e.g. cents); >= 0."
+        description="Amount paid in minor units of `currency` (e.g. cents); 0 to "
+        "2147483647 (a GraphQL Int)."
     )
     currency: str = strawberry.field(
-        default="USD", description="ISO 4217 code of `amount`, e.g. USD or jpy."
+        default="USD",
+        description="ISO 4217 code of `amount`, e.g. USD or jpy; a code not on "
+        "today's ISO 4217 list is BAD_USER_INPUT.",
     )
     invoice_id: str | None = strawberry.field(
         default=None,
@@ -119,6 +123,10 @@ def _check_sale(data: TrackSaleInput) -> None:
     if len(code) != 3 or not code.isascii() or not code.isalpha():
         raise BadUserInput(
             f"currency must be a 3-letter ISO 4217 code such as USD, got {code!r}."
+        )
+    if not is_iso_currency(code):
+        raise BadUserInput(
+            f"currency {code!r} is not an ISO 4217 currency; use a code such as USD."
         )
 
 

@@ -252,6 +252,9 @@ def test_track_sale_on_free_plan_is_plan_required(api: Api) -> None:
         ({"amount": -1}, "amount"),
         ({"currency": "US"}, "currency"),
         ({"currency": "U$D"}, "currency"),
+        ({"currency": "XYZ"}, "'XYZ' is not an ISO 4217 currency"),
+        ({"currency": "xxx"}, "'xxx' is not an ISO 4217 currency"),
+        ({"currency": "HRK"}, "'HRK' is not an ISO 4217 currency"),
     ],
 )
 def test_track_sale_bad_amount_or_currency_is_bad_user_input(

@@ -73,6 +73,26 @@ def test_normalise_currency_refuses_what_is_not_a_code(bad: str) -> None:
         currency.normalise_currency(bad)
 
 
+@pytest.mark.parametrize(
+    ("code", "known"),
+    [
+        ("USD", True),
+        ("jpy", True),
+        (" kwd ", True),
+        ("VES", True),
+        ("XOF", True),
+        ("XYZ", False),
+        ("HRK", False),  # withdrawn in 2023
+        ("XXX", False),  # "no currency"
+        ("XTS", False),  # reserved for testing
+        ("US", False),
+        ("€UR", False),
+    ],
+)
+def test_is_iso_currency_knows_todays_iso_4217_list(code: str, known: bool) -> None:
+    assert currency.is_iso_currency(code) is known
+
+
 # --- conversion ---------------------------------------------------------------------------
 
 
