@@ -21,7 +21,7 @@ import threading
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from pathlib import Path
 
@@ -279,8 +279,22 @@ def get_rate_table() -> RateTable:
                 first_date=table.first_date.isoformat(),
                 last_date=table.last_date.isoformat(),
             )
+            if is_stale(table):
+                logger.warning(
+                    "fx.table_stale",
+                    last_date=table.last_date.isoformat(),
+                    hint="sales dated after last_date + 7 days stay unconverted; "
+                    "install a newer table with `codeqr fx --url` or `--file`",
+                )
             _cache = (key, table)
         return _cache[1]
+
+
+def is_stale(table: RateTable, today: date | None = None) -> bool:
+    """Whether a sale made ``today`` would find no rate: the table ends more than
+    :data:`MAX_RATE_AGE` ago."""
+    today = today or datetime.now(tz=UTC).date()
+    return today - table.last_date > MAX_RATE_AGE
 
 
 def reset_rate_cache() -> None:

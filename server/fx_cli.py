@@ -34,6 +34,11 @@ def add_commands(commands: Any) -> None:
         "--file", type=Path, help="a downloaded eurofxref-hist.zip/.csv"
     )
     source.add_argument("--url", help="an http(s) URL of such a file")
+    source.add_argument(
+        "--show",
+        action="store_true",
+        help="print the active table's file and dates, and whether it is stale",
+    )
     fx.add_argument(
         "--force",
         action="store_true",
@@ -43,6 +48,8 @@ def add_commands(commands: Any) -> None:
 
 
 def cmd_fx(args: argparse.Namespace) -> int:
+    if args.show:
+        return _show()
     try:
         content, name = _read_source(args.file, args.url)
         installed = currency.install_table(
@@ -67,6 +74,26 @@ def cmd_fx(args: argparse.Namespace) -> int:
         "lastDate": installed.last_date.isoformat(),
         "currencies": installed.currencies,
         "convertedSales": converted,
+    }
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+def _show() -> int:
+    """The active table: sales dated more than MAX_RATE_AGE after its last date stay
+    unconverted until a newer one is installed."""
+    path = currency.active_rates_file()
+    try:
+        table = currency.get_rate_table()
+    except (OSError, currency.CurrencyError) as exc:
+        sys.stderr.write(f"codeqr: error: cannot read the table {path}: {exc}\n")
+        return 2
+    result = {
+        "path": str(path),
+        "firstDate": table.first_date.isoformat(),
+        "lastDate": table.last_date.isoformat(),
+        "currencies": len(table.currencies),
+        "stale": currency.is_stale(table),
     }
     sys.stdout.write(json.dumps(result) + "\n")
     return 0

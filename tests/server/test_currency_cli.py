@@ -8,7 +8,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -174,3 +174,39 @@ def test_codeqr_fx_says_where_it_cannot_write(
     reset_process_state()
     assert main(["fx", "--file", str(_table_with_kwd(tmp_path))]) == 2
     assert "set CODEQR_FX_RATES_FILE to a writable path" in capsys.readouterr().err
+
+
+def test_codeqr_fx_show_names_the_active_table_and_whether_it_is_stale(
+    fx_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    today = datetime.now(tz=UTC).date()
+    capsys.readouterr()
+    assert main(["fx", "--show"]) == 0
+    shipped = json.loads(capsys.readouterr().out)
+    assert shipped["path"] == str(currency.packaged_rates_file())
+    assert shipped["firstDate"] == "1999-01-04"
+    assert shipped["stale"] is (
+        today - date.fromisoformat(shipped["lastDate"]) > currency.MAX_RATE_AGE
+    )
+
+    fx_env.parent.mkdir(parents=True)
+    for age, stale in ((timedelta(days=1), False), (timedelta(days=8), True)):
+        fx_env.write_text(f"Date,USD,JPY,\n{(today - age).isoformat()},1.10,160.5,\n")
+        assert main(["fx", "--show"]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert shown["path"] == str(fx_env)
+        assert shown["lastDate"] == (today - age).isoformat()
+        assert (shown["currencies"], shown["stale"]) == (3, stale)
+
+
+def test_a_stale_table_is_logged_as_such_when_loaded(
+    fx_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fx_env.parent.mkdir(parents=True)
+    fx_env.write_text("Date,USD,\n2026-01-02,1.10,\n")
+    table = currency.get_rate_table()
+    assert table.last_date == date(2026, 1, 2)
+    assert currency.is_stale(table, today=date(2026, 1, 9)) is False
+    assert currency.is_stale(table, today=date(2026, 1, 10)) is True
+    logged = capsys.readouterr()
+    assert "fx.table_stale" in logged.out + logged.err
