@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from sqlmodel import Session, select
 
@@ -64,6 +64,12 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+# What the authorization response adds to the redirect URI (RFC 6749 §4.1.2, RFC 9207).
+_RESPONSE_PARAMETERS = frozenset(
+    {"code", "state", "iss", "error", "error_description", "error_uri"}
+)
+
+
 def validate_redirect_uri(uri: str) -> str:
     """An absolute https URI without fragment; http only for loopback in development."""
     try:
@@ -76,6 +82,20 @@ def validate_redirect_uri(uri: str) -> str:
         raise ClientError(f"redirect URI {uri!r} must not contain a fragment")
     if parts.username or parts.password:
         raise ClientError(f"redirect URI {uri!r} must not contain credentials")
+    if "*" in uri:
+        raise ClientError(
+            f"redirect URI {uri!r} contains '*': redirect URIs are compared exactly, "
+            "there are no wildcards; register each URI in full"
+        )
+    clashing = sorted(
+        {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
+        & _RESPONSE_PARAMETERS
+    )
+    if clashing:
+        raise ClientError(
+            f"redirect URI {uri!r} has the query parameter {clashing[0]!r}, which "
+            "the authorization response adds itself"
+        )
     if parts.scheme == "https":
         return uri
     dev_loopback = get_settings().is_development and _is_loopback(parts.hostname)

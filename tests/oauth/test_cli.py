@@ -184,23 +184,31 @@ def test_cli_oauth_client_create_public_has_no_secret(
 
 
 @pytest.mark.parametrize(
-    "uri",
+    ("uri", "reason"),
     [
-        "http://app.example.com/cb",
-        "https://app.example.com/cb#x",
-        "/relative/cb",
-        "https://user:pw@app.example.com/cb",
-        "ftp://app.example.com/cb",
+        ("http://app.example.com/cb", "must use https"),
+        ("https://app.example.com/cb#x", "fragment"),
+        ("/relative/cb", "must be absolute"),
+        ("https://user:pw@app.example.com/cb", "credentials"),
+        ("ftp://app.example.com/cb", "must use https"),
+        ("https://app.example.com/*", "no wildcards"),
+        ("https://*.example.com/cb", "no wildcards"),
+        ("https://app.example.com/cb?iss=https://evil.example", "'iss'"),
+        ("https://app.example.com/cb?x=1&code=", "'code'"),
+        ("https://app.example.com/cb?state=a", "'state'"),
     ],
 )
 def test_cli_oauth_client_create_refuses_unsafe_redirect_uris(
-    settings_env: dict[str, str], capsys: pytest.CaptureFixture[str], uri: str
+    settings_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    uri: str,
+    reason: str,
 ) -> None:
     status, out, err = _run(
         capsys, "oauth-client", "create", "--name", "x", "--redirect-uri", uri
     )
     assert status == 2 and out == {}
-    assert "redirect URI" in err
+    assert "redirect URI" in err and reason in err
     with db.session_scope() as session:
         assert session.exec(select(OAuthClient)).first() is None
 
@@ -215,3 +223,5 @@ def test_http_loopback_redirect_uris_only_in_development(
     with pytest.raises(ClientError, match="must use https"):
         validate_redirect_uri("http://127.0.0.1:8765/cb")
     assert validate_redirect_uri("https://app.example.com/cb")
+    kept = "https://app.example.com/cb?tenant=acme"  # a query of its own is kept
+    assert validate_redirect_uri(kept) == kept
