@@ -375,7 +375,7 @@ class EventSummary:
             "livemode": self.livemode,
             "status": self.status,
             "reason": self.reason,
-            "attempts": self.attempts,
+            "failedAttempts": self.attempts,
             "receivedAt": self.received_at.isoformat(),
             "processedAt": self.processed_at.isoformat() if self.processed_at else None,
         }

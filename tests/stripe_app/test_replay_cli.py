@@ -245,7 +245,10 @@ def test_events_list_prints_json_lines_filtered_by_status(
 
     assert {e["id"] for e in everything} == {"evt_pending", "evt_skipped", "evt_dead"}
     assert [
-        {k: e[k] for k in ("id", "type", "account", "status", "reason", "attempts")}
+        {
+            k: e[k]
+            for k in ("id", "type", "account", "status", "reason", "failedAttempts")
+        }
         for e in dead
     ] == [
         {
@@ -254,7 +257,7 @@ def test_events_list_prints_json_lines_filtered_by_status(
             "account": "acct_1",
             "status": "dead",
             "reason": "customer not there yet",
-            "attempts": 8,
+            "failedAttempts": 8,
         }
     ]
     assert len(one) == 1
