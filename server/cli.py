@@ -85,8 +85,10 @@ def create_workspace(
     name: str | None = None,
     plan: str = "free",
     stripe_account: str | None = None,
+    currency: str = "USD",
 ) -> Workspace:
     _check(_SLUG, slug, "workspace slug", "use 1-63 lower-case letters, digits or '-'")
+    reporting_currency = _reporting_currency(currency)
     if stripe_account is not None:
         _check(
             _ACCOUNT,
@@ -101,6 +103,7 @@ def create_workspace(
             slug=slug,
             name=name or slug,
             plan=plan,
+            reporting_currency=reporting_currency,
             stripe_account_id=stripe_account,
             stripe_connected_at=db_now() if stripe_account else None,
         )
@@ -112,6 +115,20 @@ def create_workspace(
                 f"Stripe account {stripe_account!r} is already linked to another workspace"
             ) from exc
         return workspace
+
+
+def _reporting_currency(code: str) -> str:
+    """A currency sales can be converted into: one the ECB rate table quotes."""
+    from server import currency as money
+
+    upper = code.strip().upper()
+    quoted = money.get_rate_table().currencies
+    if upper not in quoted:
+        raise CommandError(
+            f"--currency {code!r} is not a currency of the ECB rate table; use one of "
+            f"{', '.join(sorted(quoted))}"
+        )
+    return upper
 
 
 def db_now() -> Any:
@@ -132,7 +149,9 @@ def workspace_json(workspace: Workspace) -> dict[str, Any]:
 
 
 def cmd_workspace_create(args: argparse.Namespace) -> int:
-    workspace = create_workspace(args.slug, args.name, args.plan, args.stripe_account)
+    workspace = create_workspace(
+        args.slug, args.name, args.plan, args.stripe_account, args.currency
+    )
     _print(workspace_json(workspace))
     return 0
 
@@ -338,6 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     ws_create.add_argument("--name")
     ws_create.add_argument("--plan", choices=PLANS, default="free")
     ws_create.add_argument("--stripe-account", dest="stripe_account")
+    ws_create.add_argument(
+        "--currency",
+        default="USD",
+        help="reporting currency sales are converted into (default USD)",
+    )
     ws_create.set_defaults(handler=cmd_workspace_create)
 
     apikey = commands.add_parser(

@@ -178,3 +178,28 @@ def test_serve_in_production_without_a_secret_key_refuses_to_start(
     reset_process_state()
     assert main(["serve"]) == 0
     assert uvicorn_runs == ["server.app:app"]
+
+
+def test_workspace_create_sets_a_reporting_currency_the_rate_table_quotes(
+    settings_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from server.cli import main
+    from server.models import Workspace
+
+    capsys.readouterr()
+    assert main(["workspace", "create", "euro", "--currency", "eur"]) == 0
+    assert json.loads(capsys.readouterr().out)["reportingCurrency"] == "EUR"
+    assert main(["workspace", "create", "plain"]) == 0
+    assert json.loads(capsys.readouterr().out)["reportingCurrency"] == "USD"
+
+    assert main(["workspace", "create", "odd", "--currency", "XYZ"]) == 2
+    err = capsys.readouterr().err
+    assert "--currency 'XYZ' is not a currency of the ECB rate table" in err
+    assert "JPY" in err
+    with db.session_scope() as session:
+        from sqlmodel import select
+
+        slugs = {w.slug: w.reporting_currency for w in session.exec(select(Workspace))}
+    assert slugs == {"euro": "EUR", "plain": "USD"}
