@@ -156,6 +156,9 @@ def cmd_workspace_create(args: argparse.Namespace) -> int:
     return 0
 
 
+_API_KEY_PREFIX_LENGTH = 12  # "cq_live_" and four characters of the secret part
+
+
 def create_api_key(slug: str) -> str:
     token = new_token("cq_live_")
     with db.session_scope() as session:
@@ -165,14 +168,77 @@ def create_api_key(slug: str) -> str:
             ApiKey(
                 workspace_id=workspace.id,
                 token_hash=token_hash(token),
-                prefix=token[:12],
+                prefix=token[:_API_KEY_PREFIX_LENGTH],
             )
         )
     return token
 
 
 def cmd_apikey_create(args: argparse.Namespace) -> int:
-    _print({"token": create_api_key(args.workspace), "workspace": args.workspace})
+    token = create_api_key(args.workspace)
+    _print(
+        {
+            "token": token,
+            "workspace": args.workspace,
+            "prefix": token[:_API_KEY_PREFIX_LENGTH],
+        }
+    )
+    return 0
+
+
+def _api_key_json(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "prefix": key.prefix,
+        "createdAt": key.created_at.isoformat(),
+        "revokedAt": key.revoked_at.isoformat() if key.revoked_at else None,
+    }
+
+
+def cmd_apikey_list(args: argparse.Namespace) -> int:
+    """One JSON line per key of the workspace, oldest first: never the token, which is
+    not stored; the prefix tells keys apart."""
+    with db.session_scope() as session:
+        workspace = _workspace(session, args.workspace)
+        keys = session.exec(
+            select(ApiKey)
+            .where(ApiKey.workspace_id == workspace.id)
+            .order_by(ApiKey.id)  # type: ignore[arg-type]
+        ).all()
+        for key in keys:
+            _print(_api_key_json(key))
+    return 0
+
+
+def cmd_apikey_revoke(args: argparse.Namespace) -> int:
+    """Revoke a key named by its id or prefix (as ``create`` and ``list`` print them) or
+    by the whole token: requests with it are refused from now on. Revoking a revoked key
+    changes nothing."""
+    named: str = args.key
+    with db.session_scope() as session:
+        workspace = _workspace(session, args.workspace)
+        query = select(ApiKey).where(ApiKey.workspace_id == workspace.id)
+        if named.isdigit():
+            query = query.where(ApiKey.id == int(named))
+        elif len(named) > _API_KEY_PREFIX_LENGTH:
+            query = query.where(ApiKey.token_hash == token_hash(named))
+        else:
+            query = query.where(ApiKey.prefix == named)
+        matches = session.exec(query).all()
+        if not matches:
+            raise CommandError(
+                f"workspace {args.workspace!r} has no such API key; "
+                f"`codeqr apikey list --workspace {args.workspace}` shows them"
+            )
+        if len(matches) > 1:
+            raise CommandError(
+                f"{len(matches)} keys share the prefix {named!r}; name one by its id"
+            )
+        key = matches[0]
+        if key.revoked_at is None:
+            key.revoked_at = db_now()
+            session.add(key)
+        _print(_api_key_json(key))
     return 0
 
 
@@ -370,6 +436,15 @@ def build_parser() -> argparse.ArgumentParser:
     key_create = apikey.add_parser("create", help="create an API key for a workspace")
     key_create.add_argument("--workspace", required=True)
     key_create.set_defaults(handler=cmd_apikey_create)
+    key_list = apikey.add_parser("list", help="list a workspace's API keys")
+    key_list.add_argument("--workspace", required=True)
+    key_list.set_defaults(handler=cmd_apikey_list)
+    key_revoke = apikey.add_parser("revoke", help="revoke an API key")
+    key_revoke.add_argument(
+        "key", help="the key's id or prefix (from `apikey list`), or the whole token"
+    )
+    key_revoke.add_argument("--workspace", required=True)
+    key_revoke.set_defaults(handler=cmd_apikey_revoke)
 
     link = commands.add_parser("link", help="short links").add_subparsers(
         dest="action", required=True
