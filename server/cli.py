@@ -86,9 +86,11 @@ def create_workspace(
     plan: str = "free",
     stripe_account: str | None = None,
     currency: str = "USD",
+    commission_rate_bps: int = 1000,
 ) -> Workspace:
     _check(_SLUG, slug, "workspace slug", "use 1-63 lower-case letters, digits or '-'")
     reporting_currency = _reporting_currency(currency)
+    _check_rate(commission_rate_bps)
     if stripe_account is not None:
         _check(
             _ACCOUNT,
@@ -104,6 +106,7 @@ def create_workspace(
             name=name or slug,
             plan=plan,
             reporting_currency=reporting_currency,
+            commission_rate_bps=commission_rate_bps,
             stripe_account_id=stripe_account,
             stripe_connected_at=db_now() if stripe_account else None,
         )
@@ -115,6 +118,14 @@ def create_workspace(
                 f"Stripe account {stripe_account!r} is already linked to another workspace"
             ) from exc
         return workspace
+
+
+def _check_rate(bps: int | None) -> None:
+    if bps is not None and not 0 <= bps <= 10_000:
+        raise CommandError(
+            f"--commission-rate-bps must be 0 to 10000 (basis points: 1000 is 10%), "
+            f"got {bps}"
+        )
 
 
 def _reporting_currency(code: str) -> str:
@@ -144,13 +155,19 @@ def workspace_json(workspace: Workspace) -> dict[str, Any]:
         "name": workspace.name,
         "plan": workspace.plan,
         "reportingCurrency": workspace.reporting_currency,
+        "commissionRateBps": workspace.commission_rate_bps,
         "stripeAccount": workspace.stripe_account_id,
     }
 
 
 def cmd_workspace_create(args: argparse.Namespace) -> int:
     workspace = create_workspace(
-        args.slug, args.name, args.plan, args.stripe_account, args.currency
+        args.slug,
+        args.name,
+        args.plan,
+        args.stripe_account,
+        args.currency,
+        args.commission_rate_bps,
     )
     _print(workspace_json(workspace))
     return 0
@@ -248,6 +265,7 @@ def create_link(
     key: str | None = None,
     track_conversion: bool = False,
     partner: str | None = None,
+    commission_rate_bps: int | None = None,
 ) -> dict[str, Any]:
     from urllib.parse import urlsplit
 
@@ -262,6 +280,9 @@ def create_link(
         )
     if partner is not None:
         _check(_EMAIL, partner, "--partner", "expected an email address")
+    if commission_rate_bps is not None and partner is None:
+        raise CommandError("--commission-rate-bps is the partner's rate: add --partner")
+    _check_rate(commission_rate_bps)
     with db.session_scope() as session:
         workspace = _workspace(session, slug)
         assert workspace.id is not None
@@ -274,8 +295,11 @@ def create_link(
             ).first()
             if partner_row is None:
                 partner_row = Partner(workspace_id=workspace.id, email=partner)
-                session.add(partner_row)
-                session.flush()
+            if commission_rate_bps is not None:
+                # The partner's rate from now on; earlier commissions keep theirs.
+                partner_row.commission_rate_bps = commission_rate_bps
+            session.add(partner_row)
+            session.flush()
         link = Link(
             workspace_id=workspace.id,
             domain=settings.short_domain,
@@ -299,14 +323,29 @@ def create_link(
             "shortUrl": f"{settings.public_url.rstrip('/')}/{link.key}",
             "trackConversion": link.track_conversion,
             "partner": partner,
+            "commissionRateBps": _partner_rate(partner_row, workspace),
             "workspace": slug,
         }
+
+
+def _partner_rate(partner: Partner | None, workspace: Workspace) -> int | None:
+    """The rate a partner's commissions are made at: their own, else the workspace's."""
+    if partner is None:
+        return None
+    if partner.commission_rate_bps is not None:
+        return partner.commission_rate_bps
+    return workspace.commission_rate_bps
 
 
 def cmd_link_create(args: argparse.Namespace) -> int:
     _print(
         create_link(
-            args.workspace, args.url, args.key, args.track_conversion, args.partner
+            args.workspace,
+            args.url,
+            args.key,
+            args.track_conversion,
+            args.partner,
+            args.commission_rate_bps,
         )
     )
     return 0
@@ -428,6 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="USD",
         help="reporting currency sales are converted into (default USD)",
     )
+    ws_create.add_argument(
+        "--commission-rate-bps",
+        type=int,
+        default=1000,
+        help="partners' share of a sale, in basis points (default 1000: 10%%), "
+        "unless a partner has a rate of their own",
+    )
     ws_create.set_defaults(handler=cmd_workspace_create)
 
     apikey = commands.add_parser(
@@ -455,6 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
     link_create.add_argument("--key")
     link_create.add_argument("--track-conversion", action="store_true")
     link_create.add_argument("--partner", metavar="EMAIL")
+    link_create.add_argument(
+        "--commission-rate-bps",
+        type=int,
+        help="the partner's own share of a sale, in basis points (1000: 10%%), from "
+        "now on; without it the workspace's rate applies",
+    )
     link_create.set_defaults(handler=cmd_link_create)
 
     for module in ("oauth.cli", "stripe_app.cli", "server.fx_cli"):
