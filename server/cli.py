@@ -360,8 +360,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _prepare_demo()
     _check_ready_to_serve()
     one_loop_per_process(args.workers, os.environ)  # inherited by uvicorn's processes
+    from server.http_protocol import HTTP_PROTOCOL
+
     uvicorn.run(
         "server.app:app",
+        http=HTTP_PROTOCOL,
         host=args.host,
         port=args.port,
         workers=args.workers,

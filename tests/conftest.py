@@ -164,6 +164,7 @@ class LiveServer:
 def start_server(env_overrides: dict[str, str] | None = None) -> LiveServer:
     """Start uvicorn with a freshly built app in a thread; settings come from the env."""
     from server.app import create_app
+    from server.http_protocol import HTTP_PROTOCOL
 
     port = free_port()
     if env_overrides:
@@ -171,7 +172,12 @@ def start_server(env_overrides: dict[str, str] | None = None) -> LiveServer:
     os.environ["CODEQR_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
     reset_process_state()
     config = uvicorn.Config(
-        create_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        create_app(),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        http=HTTP_PROTOCOL,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
