@@ -46,10 +46,12 @@ def issuer() -> str:
 
 
 class CodeQRAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, http_method: str = "GET") -> None:
         super().__init__(scopes_supported=list(ALL_SCOPES))
         self.session = session
-        self._http_method = "GET"
+        # The method of the request being answered: known before any error is raised,
+        # so every redirect answering a POST is a 303, early refusals included.
+        self._http_method = http_method
         self.register_token_generator(
             "default",
             BearerTokenGenerator(

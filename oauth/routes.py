@@ -351,7 +351,7 @@ def _authorize_post(
 ) -> Response:
     form = request.form
     with session_scope() as session:
-        server = CodeQRAuthorizationServer(session)
+        server = CodeQRAuthorizationServer(session, http_method="POST")
         user = _current_user(session, web)
         if (
             user is None

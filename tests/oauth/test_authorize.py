@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -191,6 +191,49 @@ def test_authorize_consent_post_without_code_challenge_issues_no_code(
         assert answer.status_code == 303
         assert _redirect_params(answer)["error"] == ["invalid_request"]
         assert _code_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("query_overrides", "form_extra", "error"),
+    [
+        ({"response_type": "token"}, [], "unsupported_response_type"),
+        ({"omit": ["response_type"]}, [], "invalid_request"),
+        ({}, [("decision", "allow")], "invalid_request"),  # decision sent twice
+    ],
+    ids=["response-type-token", "no-response-type", "repeated-decision"],
+)
+def test_every_redirect_answering_the_consent_post_is_a_303(
+    live_server: LiveServer,
+    stripe_app: OAuthSetup,
+    query_overrides: dict[str, object],
+    form_extra: list[tuple[str, str]],
+    error: str,
+) -> None:
+    """Errors found before Authlib reads the request are redirected with 303 too, never
+    a 302 that a browser may answer by POSTing the form again (RFC 9700 §4.12)."""
+    _, challenge = pkce_pair()
+    with logged_in_browser(live_server.url, stripe_app) as browser:
+        consent = browser.http.get(
+            "/oauth/authorize", params=authorize_query(stripe_app, challenge)
+        )
+        query = authorize_query(stripe_app, challenge, **query_overrides)  # type: ignore[arg-type]
+        form = [
+            ("csrf_token", csrf_of(consent.text)),
+            ("decision", "deny"),
+            ("workspace", stripe_app.workspace),
+            *form_extra,
+        ]
+        answer = browser.http.post(
+            "/oauth/authorize",
+            params=query,
+            content=urlencode(form),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+    assert answer.status_code == 303
+    params = _redirect_params(answer)
+    assert params["error"] == [error]
+    assert params["iss"] == [live_server.url]
+    assert _code_count() == 0
 
 
 @pytest.mark.parametrize(
