@@ -5,6 +5,7 @@ would be shared between requests and are deprecated."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 
@@ -17,6 +18,7 @@ from graphql import (
     visit,
 )
 from graphql.language import Visitor
+from starlette.websockets import WebSocket
 from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
@@ -24,8 +26,9 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     SchemaExtension,
 )
+from strawberry.types.graphql import OperationType
 
-from server.api.errors import BAD_USER_INPUT, CodedMaskErrors
+from server.api.errors import BAD_REQUEST, BAD_USER_INPUT, CodedMaskErrors
 from server.settings import get_settings
 
 MAX_DEPTH = 8
@@ -145,8 +148,47 @@ def _unstorable_literal(document: object) -> str | None:
     return finder.found
 
 
+class SubscriptionsOverWebSocket(SchemaExtension):
+    """A subscription sent over HTTP is refused with a message saying where it goes
+    (Strawberry would run it and fail on the stream it cannot send)."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        request = getattr(context.context, "request", None)
+        if (
+            context.operation_type is OperationType.SUBSCRIPTION
+            and not isinstance(request, WebSocket)
+        ):
+            context.pre_execution_errors = [
+                GraphQLError(
+                    "Subscriptions run over WebSocket (graphql-transport-ws) at "
+                    "/graphql; over HTTP send queries and mutations.",
+                    extensions={"code": BAD_REQUEST},
+                )
+            ]
+        yield
+
+
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?$")
+
+
+class NoSuggestionsInProduction(SchemaExtension):
+    """Validation messages without "Did you mean …?" in production: field suggestions
+    are off in the schema config, but graphql-core also suggests arguments, types and
+    enum values, which would describe a schema whose introspection is off."""
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        if get_settings().environment != "production":
+            return
+        for error in self.execution_context.pre_execution_errors or []:
+            error.message = _SUGGESTION.sub("", error.message)
+
+
 EXTENSIONS: list[Callable[[], SchemaExtension]] = [
     StorableText,
+    SubscriptionsOverWebSocket,
+    NoSuggestionsInProduction,
     _token_limiter,
     _depth_limiter,
     _alias_limiter,

@@ -29,6 +29,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
     Message,
+    SubscribeMessage,
 )
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
@@ -94,6 +95,15 @@ def _refusal(error: Any) -> Any:
     return error
 
 
+def _with_cause(exc: HTTPException) -> str:
+    """Strawberry's reason, with what the JSON decoder found when it says more."""
+    cause = exc.__cause__
+    if not isinstance(cause, json.JSONDecodeError):
+        return exc.reason
+    where = f" at line {cause.lineno}, column {cause.colno}" if cause.doc else ""
+    return f"{exc.reason}: {cause.msg}{where}."
+
+
 def bad_request_response(reason: str, status_code: int) -> Response:
     return JSONResponse(error_body(reason, BAD_REQUEST), status_code=status_code)
 
@@ -108,6 +118,15 @@ class TokenWatchingHandler(BaseGraphQLTransportWSHandler[ApiContext, None]):
         await super().handle_connection_init(message)
         if self.connection_acknowledged and self.watch is None:
             self.watch = asyncio.create_task(self._watch_token())
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        """A subscribe message of the wrong shape closes the socket with 4400 and says
+        what was wrong, as the protocol asks, instead of failing inside Strawberry."""
+        problem = _subscribe_problem(message)
+        if problem is not None:
+            await self.handle_invalid_message(f"Invalid subscribe message: {problem}")
+            return
+        await super().handle_subscribe(message)
 
     async def send_message(self, message: Message) -> None:
         """Refusals the protocol handler makes itself (the per-socket operation limit)
@@ -151,6 +170,26 @@ class TokenWatchingHandler(BaseGraphQLTransportWSHandler[ApiContext, None]):
         return max(delay, 0.0)
 
 
+def _subscribe_problem(message: object) -> str | None:
+    """What is wrong with a ``subscribe`` message's id and payload, or None."""
+    body: dict[str, Any] = message if isinstance(message, dict) else {}
+    if not isinstance(body.get("id"), str) or not body["id"]:
+        return "id must be a non-empty string"
+    payload = body.get("payload")
+    if not isinstance(payload, dict):
+        return "payload must be an object"
+    if not isinstance(payload.get("query"), str):
+        return "payload.query must be a string"
+    for name, kind, label in (
+        ("variables", dict, "an object"),
+        ("operationName", str, "a string"),
+        ("extensions", dict, "an object"),
+    ):
+        if payload.get(name) is not None and not isinstance(payload[name], kind):
+            return f"payload.{name} must be {label} or null"
+    return None
+
+
 class GraphQLView(GraphQL[ApiContext, None]):
     graphql_transport_ws_handler_class = TokenWatchingHandler
 
@@ -165,7 +204,7 @@ class GraphQLView(GraphQL[ApiContext, None]):
             logger.info("api.unauthenticated", token_given=exc.token_given)
             response = unauthenticated_response(exc.token_given)
         except HTTPException as exc:
-            response = bad_request_response(exc.reason, exc.status_code)
+            response = bad_request_response(_with_cause(exc), exc.status_code)
         await response(scope, receive, send)
 
     async def get_context(
@@ -220,6 +259,8 @@ class GraphQLView(GraphQL[ApiContext, None]):
             value = json.loads(data)
         except RecursionError as exc:
             raise json.JSONDecodeError("nested too deeply", "", 0) from exc
+        except UnicodeDecodeError as exc:
+            raise json.JSONDecodeError("not UTF-8", "", 0) from exc
         if not isinstance(value, dict):
             raise json.JSONDecodeError("expected a JSON object", "", 0)
         return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 import strawberry
 
@@ -115,6 +116,39 @@ def test_body_that_is_not_a_json_object_is_400(api: Api, content: bytes) -> None
 
 
 @pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'{"query": "{ workspace { slug } }", "x": "\xff"}', "not UTF-8"),
+        (b'{"query": ', "Expecting value at line 1, column 11"),
+    ],
+)
+def test_unparsable_body_is_400_saying_why(
+    api: Api, content: bytes, reason: str
+) -> None:
+    tenant = make_tenant("acme")
+
+    result = _post_raw(api, tenant.token, content, "application/json")
+
+    assert result["status"] == 400
+    body = result["body"]
+    assert isinstance(body, dict)
+    message = body["errors"][0]["message"]
+    assert message.startswith("Unable to parse request body as JSON")
+    assert reason in message
+
+
+def test_a_subscription_over_http_is_refused_with_where_to_send_it(api: Api) -> None:
+    tenant = make_tenant("acme")
+
+    body = api.post("subscription { events { kind } }", token=tenant.token).json()
+
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert "WebSocket (graphql-transport-ws)" in error["message"]
+    assert body.get("data") is None
+
+
+@pytest.mark.parametrize(
     "content_type",
     ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"],
 )
@@ -188,6 +222,46 @@ def test_introspection_is_off_in_production(settings_env: dict[str, str]) -> Non
     assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert "introspection" in error["message"].lower()
     assert allowed.json() == {"data": {"workspace": {"slug": "acme"}}}
+
+
+SUGGESTING = [
+    ("{ events(firs: 1) { edges { cursor } } }", "Unknown argument 'firs'"),
+    (
+        "query($c: Custome) { customer(externalId: $c) { id } }",
+        "Unknown type 'Custome'",
+    ),
+    ("{ events(kinds: [SALES]) { edges { cursor } } }", "SALES"),
+]
+
+
+def _validation_messages(http: httpx.Client, token: str) -> list[str]:
+    messages = []
+    for query, _ in SUGGESTING:
+        answer = http.post(
+            "/graphql",
+            json={"query": query},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        messages.append(answer.json()["errors"][0]["message"])
+    return messages
+
+
+def test_validation_messages_suggest_nothing_in_production(
+    settings_env: dict[str, str], api: Api
+) -> None:
+    tenant = make_tenant("acme")
+    development = _validation_messages(api.http, tenant.token)
+    server = start_server({"CODEQR_ENVIRONMENT": "production"})
+    try:
+        with server.client() as http:
+            production = _validation_messages(http, tenant.token)
+    finally:
+        server.stop()
+
+    for (_, start), dev, prod in zip(SUGGESTING, development, production, strict=True):
+        assert start in dev and start in prod
+        assert "Did you mean" in dev
+        assert "Did you mean" not in prod
 
 
 def test_unexpected_resolver_failure_is_masked_with_a_code() -> None:

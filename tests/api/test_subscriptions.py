@@ -326,6 +326,51 @@ def test_invalid_subscription_gets_a_coded_error_and_the_socket_stays(api: Api) 
     assert pong == {"type": "pong"}
 
 
+@pytest.mark.parametrize(
+    ("message", "problem"),
+    [
+        ({"id": "1", "type": "subscribe", "payload": None}, "payload must be an object"),
+        ({"id": "1", "type": "subscribe", "payload": [1]}, "payload must be an object"),
+        ({"id": "1", "type": "subscribe", "payload": {"query": 1}}, "payload.query"),
+        (
+            {"id": "1", "type": "subscribe",
+             "payload": {"query": "subscription { events { kind } }",
+                         "operationName": 5}},
+            "payload.operationName must be a string or null",
+        ),
+        (
+            {"id": "1", "type": "subscribe",
+             "payload": {"query": "subscription { events { kind } }",
+                         "variables": "x"}},
+            "payload.variables must be an object or null",
+        ),
+        (
+            {"id": 7, "type": "subscribe",
+             "payload": {"query": "subscription { events { kind } }"}},
+            "id must be a non-empty string",
+        ),
+    ],
+)  # fmt: skip
+def test_a_malformed_subscribe_message_closes_4400_saying_what_is_wrong(
+    api: Api, message: dict[str, Any], problem: str
+) -> None:
+    tenant = make_tenant("acme")
+
+    async def scenario() -> tuple[int | None, str | None]:
+        async with websockets.connect(ws_url(api), subprotocols=[TRANSPORT_WS]) as ws:
+            await _init(ws, tenant.token)
+            await ws.send(json.dumps(message))
+            with pytest.raises(websockets.ConnectionClosed):
+                while True:
+                    await asyncio.wait_for(ws.recv(), timeout=10)
+            return ws.close_code, ws.close_reason
+
+    code, reason = asyncio.run(scenario())
+
+    assert code == 4400
+    assert reason is not None and problem in reason
+
+
 def test_subscription_streams_a_click_made_through_the_real_redirect(api: Api) -> None:
     tenant = make_tenant("acme")
 
