@@ -155,9 +155,8 @@ class SubscriptionsOverWebSocket(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         request = getattr(context.context, "request", None)
-        if (
-            context.operation_type is OperationType.SUBSCRIPTION
-            and not isinstance(request, WebSocket)
+        if context.operation_type is OperationType.SUBSCRIPTION and not isinstance(
+            request, WebSocket
         ):
             context.pre_execution_errors = [
                 GraphQLError(
