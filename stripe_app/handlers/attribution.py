@@ -7,6 +7,7 @@ on a Payment Link's checkout session."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,11 +44,35 @@ def metadata(obj: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in raw.items() if isinstance(v, str) and v}
 
 
+# Stripe amounts have at most 12 digits (docs.stripe.com/currencies, "Minimum and
+# maximum charge amounts"); anything larger is not a payment, and would overflow sums.
+MAX_AMOUNT = 10**12 - 1
+# Unix time of 2106-02-07: beyond any real Stripe timestamp, within every datetime.
+_MAX_TIMESTAMP = 2**32 - 1
+_CLICK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
 def timestamp(value: Any, default: datetime) -> datetime:
-    """A Stripe unix timestamp as aware UTC, or ``default``."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    """A Stripe unix timestamp as aware UTC, or ``default`` (also for one no real
+    Stripe object carries)."""
+    real = isinstance(value, int) and not isinstance(value, bool)
+    if real and 0 < value <= _MAX_TIMESTAMP:
         return datetime.fromtimestamp(value, UTC)
     return default
+
+
+def checked_amount(obj: dict[str, Any], field: str, amount: int) -> int:
+    """``amount`` when it can be a Stripe amount; else the event is skipped."""
+    if not 0 <= amount <= MAX_AMOUNT:
+        raise SkipEvent(
+            f"{obj.get('object')} {obj.get('id')} has {field} {amount}, outside "
+            f"0..{MAX_AMOUNT}: not an amount Stripe sends"
+        )
+    return amount
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 40 else text[:40] + "…"
 
 
 def payment_amount(obj: dict[str, Any], field: str) -> tuple[int, str]:
@@ -58,11 +83,13 @@ def payment_amount(obj: dict[str, Any], field: str) -> tuple[int, str]:
     if isinstance(legacy, dict):
         amount, source = legacy.get("amount_total"), legacy.get("source_currency")
         if isinstance(amount, int) and isinstance(source, str):
-            return amount, source
+            return checked_amount(
+                obj, "currency_conversion.amount_total", amount
+            ), source
     amount, currency = obj.get(field), obj.get("currency")
     if not isinstance(amount, int) or not isinstance(currency, str):
         raise SkipEvent(f"{obj.get('object')} {obj.get('id')} has no {field}/currency")
-    return amount, currency
+    return checked_amount(obj, field, amount), currency
 
 
 def lead_from_stripe_customer(
@@ -101,6 +128,11 @@ def customer_from_keys(
 ) -> Customer:
     """With a click id: record the lead (customer upserted, attributed to the click).
     Without: the customer must exist already (tracked through ``trackLead``)."""
+    if click_id and not _CLICK_ID.match(click_id):
+        raise SkipEvent(
+            f"click id {_shown(click_id)!r} is not a CodeQR click id (1 to 64 letters, "
+            "digits, '-' or '_'): no click can have it"
+        )
     if click_id:
         return conversions.record_customer_lead(
             session,

@@ -14,7 +14,7 @@ from sqlmodel import Session
 from server import conversions
 from server.log_config import get_logger
 from server.models import Sale
-from stripe_app.handlers.attribution import object_id
+from stripe_app.handlers.attribution import checked_amount, object_id
 from stripe_app.registry import EventContext, RetryLater, SkipEvent
 from stripe_app.stripe_api import StripeApiUnavailable, get_stripe_api
 
@@ -28,6 +28,10 @@ def handle_charge_refunded(session: Session, ctx: EventContext) -> None:
     amount_refunded, currency = obj.get("amount_refunded"), obj.get("currency")
     if not isinstance(amount_refunded, int) or not isinstance(currency, str):
         raise SkipEvent(f"charge {charge_id} has no amount_refunded/currency")
+    checked_amount(obj, "amount_refunded", amount_refunded)
+    payment_amount = obj.get("amount")
+    if isinstance(payment_amount, int):
+        checked_amount(obj, "amount", payment_amount)
 
     sale = _sale_of_charge(session, ctx, obj, charge_id, payment_intent_id)
     conversions.add_payment_ids(
@@ -38,9 +42,7 @@ def handle_charge_refunded(session: Session, ctx: EventContext) -> None:
         sale,
         amount_refunded=amount_refunded,
         currency=currency,
-        payment_amount=obj.get("amount")
-        if isinstance(obj.get("amount"), int)
-        else None,
+        payment_amount=payment_amount if isinstance(payment_amount, int) else None,
     )
     logger.info(
         "stripe.charge_refunded",
