@@ -157,7 +157,17 @@ class CodeQRAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             )
         if basic:
             methods = [m for m in methods if m == "client_secret_basic"]
-        client: OAuthClient = super().authenticate_client(request, methods, endpoint)
+        try:
+            client: OAuthClient = super().authenticate_client(
+                request, methods, endpoint
+            )
+        except InvalidClientError as error:
+            # Authlib's text lists method names; say what the client can fix.
+            error.description = (
+                "Client authentication failed: unknown client, wrong secret, or a "
+                "confidential client sending no secret."
+            )
+            raise
         return client
 
     # --- the Starlette bridge -------------------------------------------------------

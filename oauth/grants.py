@@ -6,10 +6,12 @@ answers them with ``unsupported_response_type`` / ``unsupported_grant_type``."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from authlib.oauth2.rfc6749 import (
+    InvalidGrantError,
     InvalidRequestError,
     UnsupportedTokenTypeError,
     grants,
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 logger = get_logger(__name__)
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+_CHALLENGE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 
 
 def _session(grant: Any) -> Session:
@@ -50,9 +53,21 @@ class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
             raise InvalidRequestError(
                 "PKCE is required: send 'code_challenge' with 'code_challenge_method=S256'."
             )
-        if data.get("code_challenge_method") != "S256":
+        method = data.get("code_challenge_method")
+        if not method:
             raise InvalidRequestError(
-                "Only 'code_challenge_method=S256' is supported ('plain' is not)."
+                "Missing 'code_challenge_method': send 'S256' (without it the method "
+                "would be 'plain', which is not supported)."
+            )
+        if method != "S256":
+            raise InvalidRequestError(
+                "'code_challenge_method' must be 'S256' (upper case); no other method "
+                "is supported."
+            )
+        if not _CHALLENGE.match(data["code_challenge"]):
+            raise InvalidRequestError(
+                "'code_challenge' must be 43 to 128 characters of A-Z, a-z, 0-9, '-', "
+                "'.', '_' or '~': the base64url SHA-256 of the code verifier."
             )
         super().validate_code_challenge(grant, redirect_uri)
 
@@ -112,6 +127,12 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
         return session.get(User, authorization_code.user_id)
 
 
+_REUSED = (
+    "The refresh token was already used once; as a precaution every token of its "
+    "grant is now revoked: sign in again."
+)
+
+
 class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
@@ -122,7 +143,9 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         session = _session(self)
         row = tokens.find_by_refresh_token(session, refresh_token)
         if row is None or not row.check_client(self.request.client):
-            return None
+            raise InvalidGrantError(
+                "The refresh token is unknown, or was issued to another client."
+            )
         if row.rotated_at is not None and row.revoked_at is None:
             revoked = tokens.revoke_family(session, row.family_id)
             logger.warning(
@@ -131,11 +154,15 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
                 family=row.family_id[:8],
                 revoked_pairs=revoked,
             )
-            return None
+            raise InvalidGrantError(_REUSED)
         if not row.refresh_is_usable():
-            return None
+            raise InvalidGrantError(
+                "The refresh token was revoked, or expired unused; sign in again."
+            )
         if not tokens.is_member(session, row.user_id, row.workspace_id):
-            return None
+            raise InvalidGrantError(
+                "The user is no longer a member of the token's workspace."
+            )
         return row
 
     def authenticate_user(self, refresh_token: OAuthToken) -> User | None:
@@ -164,12 +191,26 @@ class Revocation(RevocationEndpoint):  # type: ignore[misc]
     CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
 
     def check_params(self, request: Any, client: OAuthClient) -> None:
-        """As Authlib's, but ``unsupported_token_type`` is a 400 like every error of
-        RFC 6749 §5.2 (RFC 7009 §2.2.1), not Authlib's 401."""
-        try:
-            super().check_params(request, client)
-        except UnsupportedTokenTypeError as error:
+        """As Authlib's, with descriptions, an empty ``token`` counted as missing, and
+        ``unsupported_token_type`` a 400 like every error of RFC 6749 §5.2 (RFC 7009
+        §2.2.1), not Authlib's 401."""
+        if not request.form.get("token"):
+            raise InvalidRequestError("Missing 'token': the token to revoke.")
+        hint = request.form.get("token_type_hint")
+        if hint and hint not in self.SUPPORTED_TOKEN_TYPES:
+            error = UnsupportedTokenTypeError()
+            error.description = (
+                "'token_type_hint' must be 'access_token' or 'refresh_token'."
+            )
             error.status_code = 400
+            raise error
+
+    def authenticate_token(self, request: Any, client: OAuthClient) -> Any:
+        """As Authlib's, saying why a token of another client is refused."""
+        try:
+            return super().authenticate_token(request, client)
+        except InvalidGrantError as error:
+            error.description = "The token was issued to another client."
             raise
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Any:

@@ -237,18 +237,30 @@ def test_every_redirect_answering_the_consent_post_is_a_303(
 
 
 @pytest.mark.parametrize(
-    "overrides",
+    ("overrides", "why"),
     [
-        {"code_challenge_method": "plain"},
-        {"code_challenge_method": "S512"},
-        {"omit": ["code_challenge_method"]},  # absent means plain (RFC 7636 §4.3)
-        {"code_challenge": "too-short"},
-        {"code_challenge": "x" * 42 + "!"},
+        ({"code_challenge_method": "plain"}, "must be 'S256'"),
+        ({"code_challenge_method": "s256"}, "must be 'S256' (upper case)"),
+        ({"code_challenge_method": "S512"}, "must be 'S256'"),
+        # absent means plain (RFC 7636 §4.3)
+        ({"omit": ["code_challenge_method"]}, "Missing 'code_challenge_method'"),
+        ({"code_challenge": "too-short"}, "43 to 128 characters"),
+        ({"code_challenge": "x" * 42 + "!"}, "43 to 128 characters"),
     ],
-    ids=["plain", "unknown-method", "no-method", "short", "bad-characters"],
+    ids=[
+        "plain",
+        "lower-case",
+        "unknown-method",
+        "no-method",
+        "short",
+        "bad-characters",
+    ],
 )
 def test_authorize_challenge_that_is_not_s256_redirects_invalid_request(
-    live_server: LiveServer, stripe_app: OAuthSetup, overrides: dict[str, object]
+    live_server: LiveServer,
+    stripe_app: OAuthSetup,
+    overrides: dict[str, object],
+    why: str,
 ) -> None:
     browser, response = _open(live_server, stripe_app, **overrides)
     with browser:
@@ -256,6 +268,7 @@ def test_authorize_challenge_that_is_not_s256_redirects_invalid_request(
         params = _redirect_params(response)
         assert params["error"] == ["invalid_request"]
         assert params["state"] == ["state-123"]
+        assert why in params["error_description"][0]
         assert _code_count() == 0
 
 

@@ -33,9 +33,10 @@ def _tokens(live_server: LiveServer, setup: OAuthSetup) -> dict[str, Any]:
     return body
 
 
-def _assert_invalid_grant(response: httpx.Response) -> None:
+def _assert_invalid_grant(response: httpx.Response, why: str = "") -> None:
     assert response.status_code == 400, response.text
     assert response.json()["error"] == "invalid_grant"
+    assert why in response.json().get("error_description", "")
 
 
 def _set_on_refresh_row(refresh_token: str, **values: Any) -> None:
@@ -72,8 +73,12 @@ def test_refresh_reuse_of_a_rotated_token_revokes_the_whole_family(
         r2 = refresh_tokens(http, stripe_app, r1["refresh_token"]).json()
         assert bearer_principal(r2["access_token"]) is not None
 
-        _assert_invalid_grant(refresh_tokens(http, stripe_app, r1["refresh_token"]))
-        _assert_invalid_grant(refresh_tokens(http, stripe_app, r2["refresh_token"]))
+        _assert_invalid_grant(
+            refresh_tokens(http, stripe_app, r1["refresh_token"]), "already used once"
+        )
+        _assert_invalid_grant(
+            refresh_tokens(http, stripe_app, r2["refresh_token"]), "was revoked"
+        )
     assert bearer_principal(r2["access_token"]) is None
     assert bearer_principal(r1["access_token"]) is None
 
@@ -112,7 +117,10 @@ def test_refresh_expired_token_is_invalid_grant(
         first["refresh_token"], refresh_expires_at=utcnow() - timedelta(seconds=1)
     )
     with live_server.client() as http:
-        _assert_invalid_grant(refresh_tokens(http, stripe_app, first["refresh_token"]))
+        _assert_invalid_grant(
+            refresh_tokens(http, stripe_app, first["refresh_token"]),
+            "expired unused",
+        )
 
 
 def test_refresh_revoked_token_is_invalid_grant(
@@ -131,7 +139,10 @@ def test_refresh_token_of_another_client_is_invalid_grant_and_stays_valid(
     other_id, _ = create_oauth_client()
     other = OAuthSetup(**{**stripe_app.__dict__, "client_id": other_id})
     with live_server.client() as http:
-        _assert_invalid_grant(refresh_tokens(http, other, first["refresh_token"]))
+        _assert_invalid_grant(
+            refresh_tokens(http, other, first["refresh_token"]),
+            "unknown, or was issued to another client",
+        )
         own = refresh_tokens(http, stripe_app, first["refresh_token"])
     assert own.status_code == 200, own.text
 

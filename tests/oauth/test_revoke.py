@@ -95,6 +95,7 @@ def test_revoke_unsupported_token_type_hint_is_refused(
         )
     assert response.status_code == 400
     assert response.json()["error"] == "unsupported_token_type"
+    assert "'access_token' or 'refresh_token'" in response.json()["error_description"]
     assert bearer_principal(first["access_token"]) is not None
 
 
@@ -108,6 +109,9 @@ def test_revoke_token_of_another_client_is_refused_and_kept(
         response = revoke_token(http, other, first["access_token"])
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_grant"
+    assert response.json()["error_description"] == (
+        "The token was issued to another client."
+    )
     assert bearer_principal(first["access_token"]) is not None
 
 
@@ -138,10 +142,17 @@ def test_revoke_without_token_is_invalid_request(
 ) -> None:
     with live_server.client() as http:
         response = http.post("/oauth/revoke", data={"client_id": stripe_app.client_id})
+        empty = http.post(
+            "/oauth/revoke", data={"token": "", "client_id": stripe_app.client_id}
+        )
         as_json = http.post(
             "/oauth/revoke", json={"token": "x", "client_id": stripe_app.client_id}
         )
-    assert response.status_code == 400
-    assert response.json()["error"] == "invalid_request"
+    for missing in (response, empty):
+        assert missing.status_code == 400
+        assert missing.json() == {
+            "error": "invalid_request",
+            "error_description": "Missing 'token': the token to revoke.",
+        }
     assert as_json.status_code == 400
     assert as_json.json()["error"] == "invalid_request"

@@ -421,6 +421,9 @@ def test_token_wrong_secret_by_post_is_invalid_client(
         response = http.post("/oauth/token", data=form)
     assert response.status_code in (400, 401)
     assert response.json()["error"] == "invalid_client"
+    assert response.json()["error_description"].startswith(
+        "Client authentication failed: unknown client, wrong secret"
+    )
 
 
 def test_token_confidential_client_without_its_secret_is_invalid_client(
@@ -432,6 +435,9 @@ def test_token_confidential_client_without_its_secret_is_invalid_client(
         response = http.post("/oauth/token", data=form)
     assert response.status_code in (400, 401)
     assert response.json()["error"] == "invalid_client"
+    assert response.json()["error_description"].startswith(
+        "Client authentication failed: unknown client, wrong secret"
+    )
 
 
 def test_token_basic_and_client_secret_together_is_invalid_request(
