@@ -103,9 +103,21 @@ def parse_event(body: bytes) -> IncomingEvent:
     """The inbox fields of a verified snapshot event (``object: "event"``)."""
     try:
         text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RejectedWebhook("body is not JSON: it is not UTF-8") from exc
+    if text.startswith("\ufeff"):
+        raise RejectedWebhook("body is not JSON: it starts with a byte order mark")
+    try:
         data = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise RejectedWebhook("body is not JSON") from exc
+    except json.JSONDecodeError as exc:
+        raise RejectedWebhook(
+            f"body is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from exc
+    except RecursionError as exc:
+        raise RejectedWebhook("body is not JSON we accept: nested too deeply") from exc
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        reason = str(exc).split(";")[0]  # not Python's advice on raising the limit
+        raise RejectedWebhook(f"body is not JSON we accept: {reason}") from exc
 
     if not isinstance(data, dict):
         raise RejectedWebhook("body is not a Stripe event object")

@@ -128,8 +128,31 @@ BAD_CASES: list[BadCase] = [
         None,
         "no v1 signature matches",
     ),
-    ("not JSON", _signed, b"evt_1 is not json {", "body is not JSON"),
-    ("not UTF-8", _signed_raw, b'{"id": "evt_\xff"}', "body is not JSON"),
+    (
+        "not JSON",
+        _signed,
+        b"evt_1 is not json {",
+        "body is not JSON: Expecting value at line 1, column 1",
+    ),
+    (
+        "not UTF-8",
+        _signed_raw,
+        b'{"id": "evt_\xff"}',
+        "body is not JSON: it is not UTF-8",
+    ),
+    (
+        "byte order mark",
+        _signed,
+        b'\xef\xbb\xbf{"id": "evt_1"}',
+        "body is not JSON: it starts with a byte order mark",
+    ),
+    (
+        "integer of 5,000 digits",
+        _signed,
+        b'{"id": "evt_1", "n": ' + b"9" * 5000 + b"}",
+        "body is not JSON we accept: Exceeds the limit (4300 digits) for integer "
+        "string conversion: value has 5000 digits",
+    ),
     (
         "JSON array",
         _signed,

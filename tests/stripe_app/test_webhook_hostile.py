@@ -64,7 +64,7 @@ def test_webhook_signed_body_nested_too_deeply_is_a_400(receiver: LiveServer) ->
 
     status, error = _post(receiver, body, sign(body))
 
-    assert (status, error) == (400, "body is not JSON")
+    assert (status, error) == (400, "body is not JSON we accept: nested too deeply")
     assert inbox_rows() == []
 
 
