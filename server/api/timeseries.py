@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from server.api.errors import BadUserInput
 from server.api.store import Counters
@@ -19,10 +20,24 @@ HOUR = timedelta(hours=1)
 DEFAULT_SPAN = {"HOUR": timedelta(hours=24), "DAY": timedelta(days=30)}
 
 
+# Files the system's zone directory holds that are not zones of the IANA database:
+# "localtime" is the server's own zone, "Factory" a placeholder.
+_NOT_IANA = frozenset({"localtime", "Factory", "posixrules"})
+
+
+@lru_cache(maxsize=1)
+def _iana_names() -> frozenset[str]:
+    return frozenset(available_timezones()) - _NOT_IANA
+
+
 def zone(name: str) -> ZoneInfo:
-    """The IANA time zone ``name`` (e.g. ``Europe/Paris``)."""
-    if not name or len(name) > 64 or name.startswith(("/", ".")) or ".." in name:
-        raise BadUserInput(f"timezone {name!r} is not an IANA time zone name.")
+    """The IANA time zone ``name`` (e.g. ``Europe/Paris``): a name of the time zone
+    database only, not a file the system happens to have (such as ``localtime``)."""
+    if not name or len(name) > 64 or name not in _iana_names():
+        raise BadUserInput(
+            f"timezone {name[:64]!r} is not an IANA time zone name, e.g. "
+            "'Europe/Paris'."
+        )
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:

@@ -201,7 +201,7 @@ class GraphQLView(GraphQL[ApiContext, None]):
         try:
             response = await self.run(request)
         except AuthenticationFailed as exc:
-            logger.info("api.unauthenticated", token_given=exc.token_given)
+            logger.info("api.unauthenticated", bearer_sent=exc.token_given)
             response = unauthenticated_response(exc.token_given)
         except HTTPException as exc:
             response = bad_request_response(_with_cause(exc), exc.status_code)
@@ -234,7 +234,7 @@ class GraphQLView(GraphQL[ApiContext, None]):
         token = parse_authorization(header) if isinstance(header, str) else None
         principal = await authenticate(token)
         if principal is None:
-            logger.info("api.ws_rejected", token_given=token is not None)
+            logger.info("api.ws_rejected", bearer_sent=token is not None)
             raise ConnectionRejectionError({"message": "invalid or missing token"})
         context.principal = principal
         context.token = token

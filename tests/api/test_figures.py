@@ -183,6 +183,9 @@ def test_timeseries_hours_and_months(api: Api) -> None:
     [
         ({"interval": "DAY", "timezone": "Mars/Olympus"}, "Mars/Olympus"),
         ({"interval": "DAY", "timezone": "../../etc/passwd"}, "passwd"),
+        ({"interval": "DAY", "timezone": "localtime"}, "'localtime' is not an IANA"),
+        ({"interval": "DAY", "timezone": "Factory"}, "'Factory' is not an IANA"),
+        ({"interval": "DAY", "timezone": "europe/paris"}, "e.g. 'Europe/Paris'"),
         (
             {
                 "interval": "HOUR",
