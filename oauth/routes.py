@@ -397,6 +397,13 @@ def _authorize_post(
 
 async def authorize(request: Request) -> Response:
     """GET shows the consent page (never grants); POST records the decision (303)."""
+    if request.method == "POST" and not is_form_request(request):
+        return pages.error_page(
+            400,
+            "Invalid request",
+            "The consent form is sent as application/x-www-form-urlencoded.",
+            "invalid_request",
+        )
     try:
         oauth_request = await wrap(request)
     except InsecureTransportError:

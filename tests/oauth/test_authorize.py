@@ -438,6 +438,32 @@ def test_consent_post_without_or_with_a_foreign_csrf_token_is_forbidden(
     assert _code_count() == 0
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b'{"decision": "allow"}', "application/json"),
+        (b"--x--\r\n", "multipart/form-data; boundary=x"),
+        (b"decision=allow", "text/plain"),
+    ],
+)
+def test_consent_post_that_is_not_a_form_is_400_saying_so(
+    live_server: LiveServer, stripe_app: OAuthSetup, body: bytes, content_type: str
+) -> None:
+    browser, _ = _open(live_server, stripe_app)
+    with browser:
+        answer = browser.http.post(
+            "/oauth/authorize",
+            params=authorize_query(stripe_app, pkce_pair()[1]),
+            content=body,
+            headers={"content-type": content_type},
+        )
+    assert answer.status_code == 400
+    assert "application/x-www-form-urlencoded" in answer.text
+    assert "location" not in answer.headers
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert _code_count() == 0
+
+
 def test_consent_post_without_a_session_is_forbidden(
     live_server: LiveServer, stripe_app: OAuthSetup
 ) -> None:
