@@ -47,15 +47,28 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        # Counted after parsing, so a chunk that holds a small head and a large body is
-        # not mistaken for a large head; a head still open after the chunk counts it all.
-        if not self._in_head or self.transport.is_closing():
+        if not self._in_head:
+            super().data_received(data)
             return
-        self._head_bytes += len(data)
-        if self._head_bytes > MAX_HEAD_BYTES:
+        # Feed the head's remaining budget only: a head still open once the budget is
+        # spent is refused before the parser sees a byte more.
+        budget = MAX_HEAD_BYTES - self._head_bytes
+        first, rest = data[:budget], data[budget:]
+        self._head_bytes += len(first)
+        super().data_received(first)
+        if not rest or self.transport.is_closing():
+            return
+        if self._in_head:
             logger.warning(
-                "http.head_too_large", client=self.client, received=self._head_bytes
+                "http.head_too_large", client=self.client, limit=MAX_HEAD_BYTES
             )
             self.transport.write(_REFUSAL)
             self.transport.close()
+            return
+        # The head ended within the budget: the rest is its body, or the start of the
+        # next request, or frames for the WebSocket protocol the head upgraded to.
+        protocol = self.transport.get_protocol()
+        if protocol is self:
+            self.data_received(rest)
+        else:
+            protocol.data_received(rest)

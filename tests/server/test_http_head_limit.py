@@ -7,6 +7,7 @@ import socket
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from server.http_protocol import MAX_HEAD_BYTES
 from tests.conftest import LiveServer
@@ -50,6 +51,29 @@ def test_an_endless_header_gets_431_and_the_connection_closed(
 
     with live_server.client() as http:
         assert http.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "
+        + b"a" * (MAX_HEAD_BYTES + 1024)
+        + b"\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-%d: %s\r\n" % (i, b"b" * 1000) for i in range(70))
+        + b"\r\n",
+        b"GET /" + b"c" * (MAX_HEAD_BYTES + 10) + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+    ids=["one-header", "many-headers", "request-line"],
+)
+def test_a_complete_head_just_over_the_bound_gets_431(
+    live_server: LiveServer, head: bytes
+) -> None:
+    """Sent whole, in one piece: the bound holds for the chunk that ends the head."""
+    assert MAX_HEAD_BYTES < len(head) < MAX_HEAD_BYTES + 8192
+    with _connect(live_server) as sock:
+        sock.sendall(head)
+        assert _refused(sock)
 
 
 def test_an_endless_request_line_gets_431_too(live_server: LiveServer) -> None:
