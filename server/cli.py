@@ -12,13 +12,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from server import db
 from server.models import PLANS, ApiKey, Link, Partner, Workspace
 from server.security import new_token, secret_key, token_hash
-from server.settings import get_settings, reset_settings
+from server.settings import get_settings, reset_settings, settings_problem
 
 Handler = Callable[[argparse.Namespace], int]
 DEMO_ACCOUNT = "acct_1TestConnected000"
@@ -530,7 +531,12 @@ def _optional_commands(module: str, commands: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     from server.log_config import configure_logging
 
-    configure_logging(get_settings().log_level)
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        sys.stderr.write(f"codeqr: error: bad setting: {settings_problem(exc)}\n")
+        return 2
+    configure_logging(settings.log_level)
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     try:

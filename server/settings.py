@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -27,8 +27,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr("")
     public_url: str = "http://localhost:8000"
 
-    # Not part of the public contract; tuned by operators and tests.
-    environment: str = "development"
+    # Not part of the public contract; tuned by operators and tests. "test" (what the
+    # test suite sets) is development without GraphiQL; "production" needs SECRET_KEY,
+    # sets Secure cookies and turns off introspection and suggestions. Anything else is
+    # refused at start-up rather than half applied.
+    environment: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
     webhook_max_body_bytes: int = 512 * 1024
     webhook_tolerance_seconds: int = 300
@@ -54,6 +57,11 @@ class Settings(BaseSettings):
     # ECB rate table installed by `codeqr fx` (empty: server/data/eurofxref-hist.csv).
     fx_rates_file: str = ""
 
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _lower_environment(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("stripe_webhook_secrets", mode="before")
     @classmethod
     def _split_secrets(cls, value: object) -> object:
@@ -76,6 +84,15 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_problem(error: ValidationError) -> str:
+    """A pydantic error about the environment as one line naming the variables."""
+    parts = []
+    for item in error.errors():
+        name = "CODEQR_" + "_".join(str(part) for part in item["loc"]).upper()
+        parts.append(f"{name}: {item['msg']}")
+    return "; ".join(parts)
 
 
 def reset_settings() -> None:

@@ -168,19 +168,22 @@ class SubscriptionsOverWebSocket(SchemaExtension):
         yield
 
 
-_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?$")
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
 
 class NoSuggestionsInProduction(SchemaExtension):
-    """Validation messages without "Did you mean …?" in production: field suggestions
-    are off in the schema config, but graphql-core also suggests arguments, types and
-    enum values, which would describe a schema whose introspection is off."""
+    """Messages without "Did you mean …?" in production: field suggestions are off in
+    the schema config, but graphql-core also suggests input fields, arguments, types and
+    enum values (in validation, and when it coerces variables), which would describe a
+    schema whose introspection is off."""
 
-    def on_validate(self) -> Iterator[None]:
+    def on_operation(self) -> Iterator[None]:
         yield
         if get_settings().environment != "production":
             return
-        for error in self.execution_context.pre_execution_errors or []:
+        context = self.execution_context
+        result_errors = context.result.errors if context.result else None
+        for error in [*(context.pre_execution_errors or []), *(result_errors or [])]:
             error.message = _SUGGESTION.sub("", error.message)
 
 

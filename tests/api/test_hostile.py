@@ -224,25 +224,37 @@ def test_introspection_is_off_in_production(settings_env: dict[str, str]) -> Non
     assert allowed.json() == {"data": {"workspace": {"slug": "acme"}}}
 
 
-SUGGESTING = [
-    ("{ events(firs: 1) { edges { cursor } } }", "Unknown argument 'firs'"),
+SUGGESTING: list[tuple[str, dict[str, object] | None, str]] = [
+    ("{ events(firs: 1) { edges { cursor } } }", None, "Unknown argument 'firs'"),
     (
         "query($c: Custome) { customer(externalId: $c) { id } }",
+        None,
         "Unknown type 'Custome'",
     ),
-    ("{ events(kinds: [SALES]) { edges { cursor } } }", "SALES"),
+    ("{ events(kinds: [SALES]) { edges { cursor } } }", None, "SALES"),
+    (
+        'mutation { trackLead(input: {clickID: "x", customerExternalId: "y"})'
+        " { lead { id } } }",
+        None,
+        "clickID",
+    ),
+    (
+        "query($k: [EventKind!]) { events(kinds: $k) { edges { cursor } } }",
+        {"k": ["SAL"]},
+        "'SAL'",
+    ),
 ]
 
 
 def _validation_messages(http: httpx.Client, token: str) -> list[str]:
     messages = []
-    for query, _ in SUGGESTING:
+    for query, variables, _ in SUGGESTING:
         answer = http.post(
             "/graphql",
-            json={"query": query},
+            json={"query": query, "variables": variables},
             headers={"Authorization": f"Bearer {token}"},
         )
-        messages.append(answer.json()["errors"][0]["message"])
+        messages.append(" | ".join(e["message"] for e in answer.json()["errors"]))
     return messages
 
 
@@ -258,7 +270,9 @@ def test_validation_messages_suggest_nothing_in_production(
     finally:
         server.stop()
 
-    for (_, start), dev, prod in zip(SUGGESTING, development, production, strict=True):
+    for (_, _, start), dev, prod in zip(
+        SUGGESTING, development, production, strict=True
+    ):
         assert start in dev and start in prod
         assert "Did you mean" in dev
         assert "Did you mean" not in prod

@@ -203,3 +203,24 @@ def test_workspace_create_sets_a_reporting_currency_the_rate_table_quotes(
 
         slugs = {w.slug: w.reporting_currency for w in session.exec(select(Workspace))}
     assert slugs == {"euro": "EUR", "plain": "USD"}
+
+
+def test_a_misspelt_environment_is_refused_not_half_applied(
+    settings_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from server.cli import main
+    from server.settings import get_settings
+    from tests.conftest import reset_process_state
+
+    monkeypatch.setenv("CODEQR_ENVIRONMENT", "prod")
+    reset_process_state()
+    assert main(["workspace", "create", "acme"]) == 2
+    err = capsys.readouterr().err
+    assert "bad setting: CODEQR_ENVIRONMENT:" in err
+    assert "'development', 'test' or 'production'" in err
+
+    monkeypatch.setenv("CODEQR_ENVIRONMENT", " Production ")
+    reset_process_state()
+    assert get_settings().environment == "production"
