@@ -174,6 +174,28 @@ def cmd_workspace_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_workspace_update(args: argparse.Namespace) -> int:
+    """Change a workspace's name, plan or default commission rate. The reporting
+    currency stays: figures already summed in it cannot change currency."""
+    if args.name is None and args.plan is None and args.commission_rate_bps is None:
+        raise CommandError(
+            "nothing to change: give --name, --plan or --commission-rate-bps"
+        )
+    _check_rate(args.commission_rate_bps)
+    with db.session_scope() as session:
+        workspace = _workspace(session, args.slug)
+        if args.name is not None:
+            workspace.name = args.name
+        if args.plan is not None:
+            workspace.plan = args.plan
+        if args.commission_rate_bps is not None:
+            workspace.commission_rate_bps = args.commission_rate_bps
+        session.add(workspace)
+        session.flush()
+        _print(workspace_json(workspace))
+    return 0
+
+
 _API_KEY_PREFIX_LENGTH = 12  # "cq_live_" and four characters of the secret part
 
 
@@ -479,6 +501,18 @@ def build_parser() -> argparse.ArgumentParser:
         "unless a partner has a rate of their own",
     )
     ws_create.set_defaults(handler=cmd_workspace_create)
+    ws_update = workspace.add_parser(
+        "update", help="change a workspace's name, plan or commission rate"
+    )
+    ws_update.add_argument("slug")
+    ws_update.add_argument("--name")
+    ws_update.add_argument(
+        "--plan",
+        choices=PLANS,
+        help="conversion tracking needs business or higher",
+    )
+    ws_update.add_argument("--commission-rate-bps", type=int)
+    ws_update.set_defaults(handler=cmd_workspace_update)
 
     apikey = commands.add_parser(
         "apikey", help="API keys for the GraphQL API"
