@@ -375,7 +375,9 @@ def install_table(
         first_date=table.first_date.isoformat(),
         last_date=table.last_date.isoformat(),
     )
-    return InstalledTable(target, table.first_date, table.last_date, len(table.days))
+    return InstalledTable(
+        target, table.first_date, table.last_date, len(table.currencies)
+    )
 
 
 def _write_atomically(target: Path, text: str) -> None:

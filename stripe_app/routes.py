@@ -10,6 +10,7 @@ configured secret the route is off (503)."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -147,7 +148,10 @@ def parse_event(body: bytes) -> IncomingEvent:
         type=event_type,
         account=account,
         livemode=data.get("livemode") is True,
-        created=created if type(created) is int and 0 <= created < 2**31 else 0,
+        # Without a usable time the event is dated when it arrived (never 1970).
+        created=created
+        if type(created) is int and 0 < created < 2**31
+        else int(time.time()),
         payload=text,
         ordering_key=inbox.ordering_key(data),
     )

@@ -90,6 +90,8 @@ def test_codeqr_fx_file_installs_the_table_and_converts_flagged_sales(
 
     out = json.loads(capsys.readouterr().out)
     assert out["path"] == str(fx_env) and fx_env.is_file()
+    assert main(["fx", "--show"]) == 0
+    assert json.loads(capsys.readouterr().out)["currencies"] == out["currencies"]
     assert (out["firstDate"], out["convertedSales"]) == ("1999-01-04", 1)
     with Session(get_engine()) as session:
         sale = session.get(Sale, sale_id)

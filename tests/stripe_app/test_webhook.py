@@ -438,6 +438,15 @@ def test_parse_event_takes_the_inbox_fields_of_every_fixture_event() -> None:
         assert event.payload == body.decode()
 
 
+@pytest.mark.parametrize("created", [10**12, -5, 0, "1700000000", None])
+def test_parse_event_dates_an_event_without_a_usable_time_when_it_arrives(
+    created: object,
+) -> None:
+    before = int(time.time())
+    event = parse_event(event_bytes(CUSTOMER_CREATED, created=created))
+    assert before <= event.created <= int(time.time())
+
+
 def test_parse_event_refuses_an_account_that_is_not_a_string() -> None:
     with pytest.raises(
         RejectedWebhook, match="account is not a short printable string"
