@@ -134,6 +134,8 @@ def _reporting_currency(code: str) -> str:
     from server import currency as money
 
     upper = code.strip().upper()
+    if upper in (money.REFERENCE_CURRENCY, "USD"):
+        return upper  # quoted by every ECB table: no need to read one
     quoted = money.get_rate_table().currencies
     if upper not in quoted:
         raise CommandError(

@@ -91,30 +91,33 @@ def test_cli_user_create_refuses_bad_input_and_creates_nothing(
         assert authenticate(session, "a@example.com", "long enough secret") is None
 
 
+@pytest.mark.parametrize(
+    ("stdin", "status", "signs_in_with"),
+    [
+        ("typed at a prompt\r\nignored\n", 0, "typed at a prompt"),
+        ("", 2, None),
+    ],
+    ids=["first-line", "empty"],
+)
 def test_cli_user_create_reads_the_password_from_stdin_with_a_dash(
     settings_env: dict[str, str],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    stdin: str,
+    status: int,
+    signs_in_with: str | None,
 ) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO("typed at a prompt\r\nignored\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
     args = ["user", "create", "--email", "a@example.com", "--password", "-"]
-    status, out, _ = _run(capsys, *args)
-    assert status == 0 and out["email"] == "a@example.com"
+    result, out, err = _run(capsys, *args)
+    assert result == status
     with db.session_scope() as session:
-        assert authenticate(session, "a@example.com", "typed at a prompt")
         assert authenticate(session, "a@example.com", "-") is None
-
-
-def test_cli_user_create_with_a_dash_and_empty_stdin_is_refused(
-    settings_env: dict[str, str],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO(""))
-    args = ["user", "create", "--email", "a@example.com", "--password", "-"]
-    status, out, err = _run(capsys, *args)
-    assert status == 2 and out == {}
-    assert "standard input was empty" in err
+        if signs_in_with is None:
+            assert out == {} and "standard input was empty" in err
+        else:
+            assert out["email"] == "a@example.com"
+            assert authenticate(session, "a@example.com", signs_in_with)
 
 
 def test_cli_user_create_twice_is_refused(

@@ -147,6 +147,24 @@ def receiver(
     server.stop()
 
 
+@pytest.fixture
+def quick_giving_up_receiver(
+    settings_env: dict[str, str],
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[LiveServer]:
+    """A live server whose worker is off (tests drain the inbox themselves) and gives an
+    event up after two tries with no backoff, so an event that would be retried until
+    dead shows it at once. Stripe look-ups go to the fake API."""
+    request.getfixturevalue("fake_stripe")
+    monkeypatch.setenv("CODEQR_WORKER_ENABLED", "false")
+    monkeypatch.setenv("CODEQR_WORKER_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("CODEQR_WORKER_BACKOFF_BASE_SECONDS", "0")
+    server = start_server()
+    yield server
+    server.stop()
+
+
 def make_workspace(
     slug: str = "acme", plan: str = "business", account: str | None = ACCOUNT
 ) -> Workspace:

@@ -5,7 +5,6 @@ them reaches the figures."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,9 +13,8 @@ from sqlmodel import Session, select
 from server.models import Sale
 from stripe_app.handlers.attribution import MAX_AMOUNT
 from stripe_app.worker import drain
-from tests.conftest import LiveServer, start_server
+from tests.conftest import LiveServer
 from tests.stripe_app.attribution_fixtures import make_shop
-from tests.stripe_app.fake_stripe import FakeStripe
 from tests.stripe_app.stripe_events import (
     charge_refunded,
     checkout_completed,
@@ -28,20 +26,6 @@ from tests.stripe_app.stripe_events import (
 )
 
 ACCOUNT = "acct_1Hostile00000000x"
-
-
-@pytest.fixture
-def rx(
-    settings_env: dict[str, str],
-    fake_stripe: FakeStripe,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[LiveServer]:
-    monkeypatch.setenv("CODEQR_WORKER_ENABLED", "false")
-    monkeypatch.setenv("CODEQR_WORKER_MAX_ATTEMPTS", "2")
-    monkeypatch.setenv("CODEQR_WORKER_BACKOFF_BASE_SECONDS", "0")
-    server = start_server()
-    yield server
-    server.stop()
 
 
 def _outcome(rx: LiveServer, engine: Any, event: dict[str, Any]) -> tuple[str, str]:
@@ -56,13 +40,13 @@ def _outcome(rx: LiveServer, engine: Any, event: dict[str, Any]) -> tuple[str, s
 
 @pytest.mark.parametrize("amount", [MAX_AMOUNT + 1, 2**63, 10**30])
 def test_payment_amounts_beyond_twelve_digits_are_skipped(
-    rx: LiveServer, amount: int
+    quick_giving_up_receiver: LiveServer, amount: int
 ) -> None:
     shop = make_shop("hostile", ACCOUNT)
     click = shop.click("click_hostile_00001")
     customer = stripe_customer("cus_Hostile0001", external_id="h1", click_id=click)
     lead = customer_event(customer, event_id="evt_lead", account=ACCOUNT)
-    assert _outcome(rx, shop.engine, lead)[0] == "done"
+    assert _outcome(quick_giving_up_receiver, shop.engine, lead)[0] == "done"
 
     session_event = checkout_completed(
         event_id="evt_checkout",
@@ -82,7 +66,7 @@ def test_payment_amounts_beyond_twelve_digits_are_skipped(
         (session_event, "amount_total"),
         (invoice_event, "amount_paid"),
     ):
-        status, reason = _outcome(rx, shop.engine, event)
+        status, reason = _outcome(quick_giving_up_receiver, shop.engine, event)
         assert status == "skipped"
         assert f"has {field} {amount}, outside 0..{MAX_AMOUNT}" in reason
 
@@ -90,7 +74,9 @@ def test_payment_amounts_beyond_twelve_digits_are_skipped(
         assert session.exec(select(Sale)).all() == []
 
 
-def test_a_refund_beyond_twelve_digits_is_skipped(rx: LiveServer) -> None:
+def test_a_refund_beyond_twelve_digits_is_skipped(
+    quick_giving_up_receiver: LiveServer,
+) -> None:
     shop = make_shop("hostile", ACCOUNT)
     refund = charge_refunded(
         event_id="evt_refund",
@@ -100,13 +86,13 @@ def test_a_refund_beyond_twelve_digits_is_skipped(rx: LiveServer) -> None:
         amount=10**13,
         account=ACCOUNT,
     )
-    status, reason = _outcome(rx, shop.engine, refund)
+    status, reason = _outcome(quick_giving_up_receiver, shop.engine, refund)
     assert status == "skipped"
     assert "amount_refunded 10000000000000" in reason
 
 
 def test_a_customer_created_far_in_the_future_is_dated_by_its_event(
-    rx: LiveServer,
+    quick_giving_up_receiver: LiveServer,
 ) -> None:
     shop = make_shop("hostile", ACCOUNT)
     click = shop.click("click_hostile_00002")
@@ -114,17 +100,17 @@ def test_a_customer_created_far_in_the_future_is_dated_by_its_event(
         "cus_Hostile0002", external_id="h2", click_id=click, created=10**12
     )
     event = customer_event(customer, event_id="evt_future", account=ACCOUNT)
-    assert _outcome(rx, shop.engine, event) == ("done", "None")
+    assert _outcome(quick_giving_up_receiver, shop.engine, event) == ("done", "None")
 
 
 @pytest.mark.parametrize("click_id", ["c" * 5000, "c" * 65, "no spaces allowed"])
 def test_a_click_id_no_click_can_have_is_skipped_not_retried(
-    rx: LiveServer, click_id: str
+    quick_giving_up_receiver: LiveServer, click_id: str
 ) -> None:
     shop = make_shop("hostile", ACCOUNT)
     customer = stripe_customer("cus_Hostile0003", external_id="h3", click_id=click_id)
     event = customer_event(customer, event_id="evt_click", account=ACCOUNT)
-    status, reason = _outcome(rx, shop.engine, event)
+    status, reason = _outcome(quick_giving_up_receiver, shop.engine, event)
     assert status == "skipped"
     assert "is not a CodeQR click id" in reason
     assert len(reason) < 200  # the id is shortened, not echoed whole
