@@ -26,13 +26,13 @@ from server.models import Customer as CustomerRow
 from server.models import Lead as LeadRow
 from server.models import Sale as SaleRow
 from server.models import Workspace
+from server.models.links import MAX_CLICK_ID_LENGTH
 from server.settings import get_settings
 
 logger = get_logger(__name__)
 
 T = TypeVar("T")
 
-MAX_CLICK_ID = 64
 MAX_TEXT = 255
 MAX_EMAIL = 320
 
@@ -102,7 +102,7 @@ def _check_text(name: str, value: str | None, limit: int, *, required: bool) -> 
 
 
 def _check_lead(data: TrackLeadInput) -> None:
-    _check_text("clickId", data.click_id, MAX_CLICK_ID, required=True)
+    _check_text("clickId", data.click_id, MAX_CLICK_ID_LENGTH, required=True)
     _check_text(
         "customerExternalId", data.customer_external_id, MAX_TEXT, required=True
     )

@@ -6,6 +6,7 @@ from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from server.models.base import time_index, utcnow
+from server.models.links import MAX_CLICK_ID_LENGTH
 
 
 def _money() -> Column[int]:
@@ -31,7 +32,7 @@ class Customer(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=320)
     name: str | None = Field(default=None, max_length=255)
     link_id: int | None = Field(default=None, foreign_key="link.id")
-    click_id: str | None = Field(default=None, max_length=64)
+    click_id: str | None = Field(default=None, max_length=MAX_CLICK_ID_LENGTH)
     livemode: bool = True
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -45,7 +46,7 @@ class Lead(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     workspace_id: int = Field(foreign_key="workspace.id")
     customer_id: int = Field(foreign_key="customer.id")
-    click_id: str | None = Field(default=None, max_length=64)
+    click_id: str | None = Field(default=None, max_length=MAX_CLICK_ID_LENGTH)
     link_id: int | None = Field(default=None, foreign_key="link.id")
     event_name: str = Field(default="Sign up", max_length=255)
     livemode: bool = True
@@ -67,7 +68,7 @@ class Sale(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     workspace_id: int = Field(foreign_key="workspace.id")
     customer_id: int = Field(foreign_key="customer.id")
-    click_id: str | None = Field(default=None, max_length=64)
+    click_id: str | None = Field(default=None, max_length=MAX_CLICK_ID_LENGTH)
     link_id: int | None = Field(default=None, foreign_key="link.id")
     event_name: str = Field(default="Purchase", max_length=255)
     original_amount: int = Field(sa_column=_money())

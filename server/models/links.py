@@ -32,11 +32,15 @@ class Link(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+# The longest click id any column holds: what is longer can never name a click.
+MAX_CLICK_ID_LENGTH = 64
+
+
 class Click(SQLModel, table=True):
     __table_args__ = (time_index("ix_click_ws_time", "timestamp"),)
 
     # The click id itself: random, URL-safe, handed to the browser as cq_id.
-    id: str = Field(primary_key=True, max_length=64)
+    id: str = Field(primary_key=True, max_length=MAX_CLICK_ID_LENGTH)
     workspace_id: int = Field(foreign_key="workspace.id")
     link_id: int = Field(foreign_key="link.id", index=True)
     timestamp: datetime = Field(default_factory=utcnow)

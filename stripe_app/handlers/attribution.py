@@ -16,6 +16,7 @@ from sqlmodel import Session
 from server import conversions
 from server.log_config import get_logger
 from server.models import Customer
+from server.models.links import MAX_CLICK_ID_LENGTH
 from stripe_app.registry import EventContext, RetryLater, SkipEvent
 from stripe_app.stripe_api import get_stripe_api
 
@@ -49,7 +50,7 @@ def metadata(obj: dict[str, Any]) -> dict[str, str]:
 MAX_AMOUNT = 10**12 - 1
 # Unix time of 2106-02-07: beyond any real Stripe timestamp, within every datetime.
 _MAX_TIMESTAMP = 2**32 - 1
-_CLICK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_CLICK_ID = re.compile(rf"^[A-Za-z0-9_-]{{1,{MAX_CLICK_ID_LENGTH}}}$")
 
 
 def timestamp(value: Any, default: datetime) -> datetime:
@@ -130,8 +131,8 @@ def customer_from_keys(
     Without: the customer must exist already (tracked through ``trackLead``)."""
     if click_id and not _CLICK_ID.match(click_id):
         raise SkipEvent(
-            f"click id {_shown(click_id)!r} is not a CodeQR click id (1 to 64 letters, "
-            "digits, '-' or '_'): no click can have it"
+            f"click id {_shown(click_id)!r} is not a CodeQR click id (1 to "
+            f"{MAX_CLICK_ID_LENGTH} letters, digits, '-' or '_'): no click can have it"
         )
     if click_id:
         return conversions.record_customer_lead(
