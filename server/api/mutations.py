@@ -5,7 +5,8 @@ bus notifications go out after the commit, so live subscribers never hear of a r
 was rolled back."""
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Annotated, TypeVar
 
 import strawberry
@@ -215,27 +216,28 @@ async def _flush_clicks() -> None:
     await get_click_writer().flush()
 
 
-def _other_process_waits() -> list[float]:
-    """How long to wait, again and again, for a click that another process of this
-    server (``serve --workers N``, another host) redirected a moment ago and still holds
-    in its batch: a few of its flush intervals, at most about a second in all."""
+def _pauses_for_a_click() -> list[Callable[[], Awaitable[None]]]:
+    """What to do, in turn, before trying again a lead whose click is unknown: write
+    this process's batch, then wait for another process of this server (``serve
+    --workers N``, another host) to write its own, a few of its flush intervals, at most
+    about a second in all."""
     interval = max(get_settings().click_flush_interval_seconds, 0.01)
-    waits = [interval * 2, interval * 4, interval * 8]
-    return [min(wait, 0.5) for wait in waits]
+    waits = [min(interval * factor, 0.5) for factor in (2, 4, 8)]
+    return [_flush_clicks, *(partial(asyncio.sleep, wait) for wait in waits)]
 
 
-async def _retry_unknown_click(
+async def _run_waiting_for_click(
     workspace_id: int, work: Callable[[Session, Workspace], T]
 ) -> T:
-    """Run ``work`` again after this process's clicks are written, then after short
-    waits for other processes' batches; the last NOT_FOUND stands."""
-    for wait in _other_process_waits():
+    """Run ``work``; while its click is unknown, pause as above and try again. The last
+    NOT_FOUND stands."""
+    for pause in _pauses_for_a_click():
         try:
             return await _run(workspace_id, work)
         except ApiError as exc:
             if not isinstance(exc.__cause__, conversions.UnknownClick):
                 raise
-        await asyncio.sleep(wait)
+        await pause()
     return await _run(workspace_id, work)
 
 
@@ -260,14 +262,9 @@ class Mutation:
     ) -> TrackLeadPayload:
         principal = require(info, WRITE_SCOPE)
         _check_lead(input)
-        work = _record_lead(input)
-        try:
-            lead, customer = await _run(principal.workspace_id, work)
-        except ApiError as exc:
-            if not isinstance(exc.__cause__, conversions.UnknownClick):
-                raise
-            await _flush_clicks()
-            lead, customer = await _retry_unknown_click(principal.workspace_id, work)
+        lead, customer = await _run_waiting_for_click(
+            principal.workspace_id, _record_lead(input)
+        )
         logger.info(
             "api.lead_tracked", workspace_id=principal.workspace_id, lead_id=lead.id
         )
