@@ -294,6 +294,8 @@ def create_link(
 ) -> dict[str, Any]:
     from urllib.parse import urlsplit
 
+    from server.conversions import commission_rate
+
     if urlsplit(url).scheme not in {"http", "https"} or not urlsplit(url).netloc:
         raise CommandError(f"--url must be an absolute http(s) URL, got {url!r}")
     settings = get_settings()
@@ -348,18 +350,13 @@ def create_link(
             "shortUrl": f"{settings.public_url.rstrip('/')}/{link.key}",
             "trackConversion": link.track_conversion,
             "partner": partner,
-            "commissionRateBps": _partner_rate(partner_row, workspace),
+            "commissionRateBps": (
+                commission_rate(partner_row.commission_rate_bps, workspace)
+                if partner_row
+                else None
+            ),
             "workspace": slug,
         }
-
-
-def _partner_rate(partner: Partner | None, workspace: Workspace) -> int | None:
-    """The rate a partner's commissions are made at: their own, else the workspace's."""
-    if partner is None:
-        return None
-    if partner.commission_rate_bps is not None:
-        return partner.commission_rate_bps
-    return workspace.commission_rate_bps
 
 
 def cmd_link_create(args: argparse.Namespace) -> int:

@@ -635,6 +635,13 @@ def _credit_partner(session: Session, workspace: Workspace, sale: Sale) -> None:
         )
 
 
+def commission_rate(partner_rate_bps: int | None, workspace: Workspace) -> int:
+    """The rate a partner's commissions are made at: their own, else the workspace's."""
+    if partner_rate_bps is not None:
+        return partner_rate_bps
+    return workspace.commission_rate_bps
+
+
 def _add_commission(
     session: Session,
     workspace: Workspace,
@@ -642,10 +649,8 @@ def _add_commission(
     partner_id: int,
     partner_rate_bps: int | None,
 ) -> None:
-    """The partner's commission on a new sale: its own rate, else the workspace's."""
-    rate = partner_rate_bps
-    if rate is None:
-        rate = workspace.commission_rate_bps
+    """The partner's commission on a new sale, at :func:`commission_rate`."""
+    rate = commission_rate(partner_rate_bps, workspace)
     assert workspace.id is not None and sale.id is not None
     commission = Commission(
         workspace_id=workspace.id,
