@@ -20,6 +20,7 @@ from sqlalchemy import (
     ColumnElement,
     Executable,
     Select,
+    Table,
     exists,
     false,
     func,
@@ -55,19 +56,25 @@ def _bump(source: CTE, *, leads: int, sales: int, amount: ColumnElement[Any]) ->
 
 
 @cache
+def _insert_unless_conflict(table: Table, fields: tuple[str, ...], name: str) -> CTE:
+    """A CTE inserting one row of ``table`` from parameters named like its ``fields``,
+    returning the row, or nothing when a unique key conflicts."""
+    return (
+        postgresql.insert(table)
+        .values({field: param(table.c[field]) for field in fields})
+        .on_conflict_do_nothing()
+        .returning(*table.c)
+        .cte(name)
+    )
+
+
 def customer_with_lead(fields: tuple[str, ...]) -> Executable:
     """Insert a customer and its first lead (timestamped like the customer) and bump the
     hour's leads. Parameters: the customer's ``fields``, ``event_name`` and ``bucket``.
     Rows: (Customer, lead id); none when the customer conflicts with an existing row
     (same external id, or its Stripe customer id held by another customer)."""
     customers, leads = table_of(Customer), table_of(Lead)
-    customer = (
-        postgresql.insert(customers)
-        .values({name: param(customers.c[name]) for name in fields})
-        .on_conflict_do_nothing()
-        .returning(*customers.c)
-        .cte("new_customer")
-    )
+    customer = _insert_unless_conflict(customers, fields, "new_customer")
     lead = (
         leads.insert()
         .from_select(
@@ -113,13 +120,7 @@ def sale_once(fields: tuple[str, ...], id_fields: tuple[str, ...]) -> Executable
     if not id_fields:
         raise ValueError("sale_once needs at least one payment id field")
     sales, links, partners = table_of(Sale), table_of(Link), table_of(Partner)
-    new_sale = (
-        postgresql.insert(sales)
-        .values({name: param(sales.c[name]) for name in fields})
-        .on_conflict_do_nothing()
-        .returning(*sales.c)
-        .cte("new_sale")
-    )
+    new_sale = _insert_unless_conflict(sales, fields, "new_sale")
     bumped = _bump(
         new_sale, leads=0, sales=1, amount=func.coalesce(new_sale.c.amount, 0)
     )
