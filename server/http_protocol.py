@@ -8,7 +8,8 @@ closed, as h11 and common proxies do (their limits are 16 to 64 KiB)."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -36,15 +37,22 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_head = True
         self._head_bytes = 0
+        self._messages_ended = 0
 
-    def on_message_begin(self) -> None:
-        self._in_head = True
-        self._head_bytes = 0
-        super().on_message_begin()
-
+    # The count restarts when a message ends, not when the next one begins: the parser
+    # announces a begin while it reads the chunk just counted, and restarting there
+    # forgot that chunk (a head that reached us in two reads got a second 64 KiB).
     def on_headers_complete(self) -> None:
         self._in_head = False
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        # A pipelined request's bytes in the chunk that ended this message go uncounted:
+        # its head may pass the bound by at most one read, never without limit.
+        self._in_head = True
+        self._head_bytes = 0
+        self._messages_ended += 1
+        super().on_message_complete()
 
     def data_received(self, data: bytes) -> None:
         if not self._in_head:
@@ -55,19 +63,22 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         budget = MAX_HEAD_BYTES - self._head_bytes
         first, rest = data[:budget], data[budget:]
         self._head_bytes += len(first)
-        super().data_received(first)
+        ended_before = self._messages_ended
+        if first:
+            super().data_received(first)
         if not rest or self.transport.is_closing():
             return
-        if self._in_head:
+        if self._in_head and self._messages_ended == ended_before:
             logger.warning(
                 "http.head_too_large", client=self.client, limit=MAX_HEAD_BYTES
             )
             self.transport.write(_REFUSAL)
             self.transport.close()
             return
-        # The head ended within the budget: the rest is its body, or the start of the
-        # next request, or frames for the WebSocket protocol the head upgraded to.
-        protocol = self.transport.get_protocol()
+        # The head ended within the budget: the rest is its body, or the next request
+        # (with a budget of its own), or frames for the WebSocket protocol the head
+        # upgraded to.
+        protocol = cast(asyncio.Protocol, self.transport.get_protocol())
         if protocol is self:
             self.data_received(rest)
         else:

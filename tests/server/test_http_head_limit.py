@@ -4,6 +4,7 @@ answers 431 and closes, and keeps serving everyone else."""
 from __future__ import annotations
 
 import socket
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -74,6 +75,48 @@ def test_a_complete_head_just_over_the_bound_gets_431(
     with _connect(live_server) as sock:
         sock.sendall(head)
         assert _refused(sock)
+
+
+@pytest.mark.parametrize("pieces", [2, 9], ids=["two-reads", "nine-reads"])
+def test_a_head_arriving_in_several_reads_counts_every_read(
+    live_server: LiveServer, pieces: int
+) -> None:
+    """The server must see each piece as its own read (hence the pauses): the count of
+    the first read once restarted when the parser announced the message, so a head
+    over the bound by less than its first read went through (CI saw a 200 here)."""
+    head = (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "
+        + b"a" * (MAX_HEAD_BYTES + 1024)
+        + b"\r\n\r\n"
+    )
+    size = -(-len(head) // pieces)
+    with _connect(live_server) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            for start in range(0, len(head), size):
+                sock.sendall(head[start : start + size])
+                time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before the last piece: what we want
+        assert _refused(sock)
+
+
+def test_pipelined_requests_each_get_their_own_budget(live_server: LiveServer) -> None:
+    """Two requests of 40 KiB heads sent together pass 64 KiB between them; each is
+    under the bound, so both are served (the second was once refused)."""
+    one = (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "
+        + b"d" * (40 * 1024)
+        + b"\r\n\r\n"
+    )
+    with _connect(live_server) as sock:
+        sock.sendall(one + one[:-2] + b"Connection: close\r\n\r\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    answer = b"".join(chunks)
+    assert answer.count(b"HTTP/1.1 200 OK") == 2, answer[:300]
+    assert b" 431 " not in answer
 
 
 def test_an_endless_request_line_gets_431_too(live_server: LiveServer) -> None:
