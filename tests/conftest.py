@@ -3,6 +3,7 @@ PostgreSQL, settings pointed at it, and a real uvicorn server on loopback."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -10,13 +11,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from server import db
@@ -195,3 +198,39 @@ def live_server(settings_env: dict[str, str]) -> Iterator[LiveServer]:
     server = start_server()
     yield server
     server.stop()
+
+
+# --- the CLI and the SQL, observed ---------------------------------------------------
+
+
+def run_cli(
+    capsys: pytest.CaptureFixture[str], *argv: str
+) -> tuple[int, list[dict[str, Any]], str]:
+    """Run ``codeqr argv`` in this process (its real parser and handlers, against the
+    test's database): the exit status, the JSON lines it printed, its standard error."""
+    from server.cli import main
+
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.splitlines() if line.strip()]
+    return status, lines, captured.err
+
+
+@contextmanager
+def recorded_statements(*, this_thread_only: bool) -> Iterator[list[str]]:
+    """The SQL sent on the settings' engine while the block runs. A live server shares
+    that engine from its own threads: ``this_thread_only`` leaves out its statements
+    (its worker's polls among them), or keeps them for a test that asks it to query."""
+    statements: list[str] = []
+    me = threading.get_ident()
+
+    def record(*args: Any) -> None:
+        if not this_thread_only or threading.get_ident() == me:
+            statements.append(str(args[2]))
+
+    engine = db.get_engine()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

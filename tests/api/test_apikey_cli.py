@@ -3,26 +3,18 @@ at once, and the token itself is never printed again."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
-from server.cli import main
 from tests.api.conftest import Api, make_tenant
+from tests.conftest import run_cli
 
 WHO = "{ workspace { slug } }"
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[Any], str]:
-    status = main(list(argv))
-    captured = capsys.readouterr()
-    lines = [json.loads(line) for line in captured.out.splitlines() if line.strip()]
-    return status, lines, captured.err
-
-
 def _create(capsys: pytest.CaptureFixture[str], slug: str) -> dict[str, Any]:
-    status, lines, _ = _run(capsys, "apikey", "create", "--workspace", slug)
+    status, lines, _ = run_cli(capsys, "apikey", "create", "--workspace", slug)
     assert status == 0
     created: dict[str, Any] = lines[0]
     assert created["prefix"] == created["token"][:12]
@@ -38,7 +30,7 @@ def test_apikey_list_and_revoke_by_prefix_id_or_token(
     for key in keys:
         assert api.data(WHO, token=key["token"])["workspace"]["slug"] == "acme"
 
-    status, listed, _ = _run(capsys, "apikey", "list", "--workspace", "acme")
+    status, listed, _ = run_cli(capsys, "apikey", "list", "--workspace", "acme")
     assert status == 0
     assert [k["prefix"] for k in listed] == [
         tenant.token[:12],
@@ -51,7 +43,7 @@ def test_apikey_list_and_revoke_by_prefix_id_or_token(
     by_prefix, by_id, by_token = keys
     revoked_at: list[str] = []
     for named in (by_prefix["prefix"], str(ids[by_id["prefix"]]), by_token["token"]):
-        status, revoked, _ = _run(
+        status, revoked, _ = run_cli(
             capsys, "apikey", "revoke", named, "--workspace", "acme"
         )
         assert status == 0 and revoked[0]["revokedAt"] is not None
@@ -62,7 +54,7 @@ def test_apikey_list_and_revoke_by_prefix_id_or_token(
         assert api.error_codes(WHO, token=key["token"]) == ["UNAUTHENTICATED"]
     assert api.data(WHO, token=tenant.token)["workspace"]["slug"] == "acme"
 
-    status, again, _ = _run(
+    status, again, _ = run_cli(
         capsys, "apikey", "revoke", by_prefix["prefix"], "--workspace", "acme"
     )
     assert status == 0 and again[0]["revokedAt"] == revoked_at[0]  # unchanged
@@ -76,7 +68,7 @@ def test_apikey_revoke_refuses_keys_of_other_workspaces_and_unknown_ones(
     capsys.readouterr()
 
     for named in (other.token, other.token[:12], "cq_live_none", "999999"):
-        status, out, err = _run(
+        status, out, err = run_cli(
             capsys, "apikey", "revoke", named, "--workspace", "acme"
         )
         assert status == 2 and out == []
@@ -84,5 +76,5 @@ def test_apikey_revoke_refuses_keys_of_other_workspaces_and_unknown_ones(
         assert other.token not in err
     assert api.data(WHO, token=other.token)["workspace"]["slug"] == "other"
 
-    status, _, err = _run(capsys, "apikey", "list", "--workspace", "nope")
+    status, _, err = run_cli(capsys, "apikey", "list", "--workspace", "nope")
     assert status == 2 and "no workspace with slug 'nope'" in err

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from sqlalchemy import event
 
-from server.db import get_engine
 from tests.api.conftest import Api, add_click, add_customer, add_lead, make_tenant
+from tests.conftest import recorded_statements
 
 EVENTS = """
 {
@@ -22,15 +20,9 @@ EVENTS = """
 
 @pytest.fixture
 def statements() -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(*args: Any) -> None:
-        seen.append(args[2])
-
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", record)
-    yield seen
-    event.remove(engine, "before_cursor_execute", record)
+    # The live server's threads run the queries asked of it: keep theirs.
+    with recorded_statements(this_thread_only=False) as seen:
+        yield seen
 
 
 def test_events_with_links_and_customers_use_one_query_per_relation(

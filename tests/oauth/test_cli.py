@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from typing import Any
 
 import pytest
@@ -12,19 +11,20 @@ from sqlmodel import select
 from oauth.clients import ClientError, validate_redirect_uri
 from oauth.users import authenticate
 from server import db
-from server.cli import create_workspace, main
+from server.cli import create_workspace
 from server.models import Membership, OAuthClient
 from server.security import token_hash
 from server.settings import reset_settings
+from tests.conftest import run_cli
 
 
 def _run(
     capsys: pytest.CaptureFixture[str], *argv: str
 ) -> tuple[int, dict[str, Any], str]:
-    status = main(list(argv))
-    captured = capsys.readouterr()
-    out: dict[str, Any] = json.loads(captured.out) if captured.out.strip() else {}
-    return status, out, captured.err
+    """:func:`run_cli` for these commands, which print one object (none when refused)."""
+    status, lines, err = run_cli(capsys, *argv)
+    assert len(lines) <= 1
+    return status, (lines[0] if lines else {}), err
 
 
 def test_cli_user_create_makes_a_member_who_can_log_in(

@@ -3,42 +3,19 @@ keyed hashes; a bearer check is one indexed query."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy import create_engine, inspect, text
 
 from oauth.principal import authenticate_bearer
 from server import db
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, recorded_statements
 from tests.oauth.flow import (
     OAuthSetup,
     exchange_code,
     issue_code,
     refresh_tokens,
 )
-
-
-@contextmanager
-def _statements_of_this_thread() -> Iterator[list[str]]:
-    """The SQL this thread sends while the block runs. The live server shares the
-    engine from its own thread, and its worker's polls must not be counted as ours
-    (CI once counted one)."""
-    statements: list[str] = []
-    engine = db.get_engine()
-    me = threading.get_ident()
-
-    def count(*args: object) -> None:
-        if threading.get_ident() == me:
-            statements.append(str(args[2]))
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 def _database_text(url: str) -> str:
@@ -89,7 +66,10 @@ def test_bearer_check_of_an_oauth_token_is_one_query(
     with live_server.client() as http:
         token = exchange_code(http, stripe_app, code, verifier).json()["access_token"]
 
-    with _statements_of_this_thread() as statements, db.session_scope() as session:
+    with (
+        recorded_statements(this_thread_only=True) as statements,
+        db.session_scope() as session,
+    ):
         principal = authenticate_bearer(session, token)
     assert principal is not None
     assert len(statements) == 1
@@ -103,7 +83,10 @@ def test_api_keys_still_resolve_and_are_never_looked_up_among_oauth_tokens(
 
     workspace = create_workspace("acme", plan="business")
     key = create_api_key("acme")
-    with _statements_of_this_thread() as statements, db.session_scope() as session:
+    with (
+        recorded_statements(this_thread_only=True) as statements,
+        db.session_scope() as session,
+    ):
         principal = authenticate_bearer(session, key)
         unknown = authenticate_bearer(session, "cqo_at_" + "x" * 43)
     assert principal is not None and principal.kind == "api_key"
