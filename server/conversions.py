@@ -53,6 +53,7 @@ from server.models import (
     plan_allows_conversions,
     utcnow,
 )
+from server.models.links import MAX_CLICK_ID_LENGTH
 from server.rollups import bump, hour_bucket
 from server.sql_parts import param, sales_holding, table_of
 
@@ -272,7 +273,7 @@ def _probe_lead(
     external_id: str,
     event_name: str,
 ) -> _LeadProbe:
-    if len(click_id) > 64:
+    if len(click_id) > MAX_CLICK_ID_LENGTH:  # no click has such an id
         return _LeadProbe(None, None, False)
     row = session.execute(
         _LEAD_PROBE,
